@@ -1,0 +1,74 @@
+"""The robot interface every driver implements (simulated or hardware).
+
+``send_action`` is the only way an action reaches an engine or a robot: it checks shape and finiteness
+(raising :class:`~robodyna.onboard.safety.UnsafeActionError`, never forwarding), clamps to the spec's
+limits and returns the action actually applied. In simulation one call advances one control period.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from robodyna.onboard.safety import check_action, clamp
+from robodyna.robots.spec import RobotSpec
+
+
+class RobotError(RuntimeError):
+    """A robot folder or model could not be loaded, or an engine reported a problem."""
+
+
+@dataclass(frozen=True)
+class RobotState:
+    """What a robot reports: joint positions [rad], joint velocities [rad/s], end-effector position [m]."""
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    ee_pos_m: np.ndarray
+    time_s: float
+
+
+class Robot(ABC):
+    """A robot arm: spec, reset, observe, send_action, close. Usable as a context manager."""
+
+    spec: RobotSpec
+
+    def __init__(self, spec: RobotSpec) -> None:
+        self.spec = spec
+        self._low = spec.action_low_array
+        self._high = spec.action_high_array
+
+    @abstractmethod
+    def reset(
+        self, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None, seed: int | None = None
+    ) -> RobotState:
+        """Bring the robot to ``qpos``/``qvel`` (default: home) and return the state."""
+
+    @abstractmethod
+    def observe(self) -> RobotState:
+        """Read the current state."""
+
+    @abstractmethod
+    def _apply(self, action: np.ndarray) -> None:
+        """Apply a checked, clamped action for one control period."""
+
+    def send_action(self, action: object) -> np.ndarray:
+        """Check, clamp and apply ``action``; returns the action actually applied (physical units)."""
+        a = check_action(action, self.spec.act_dim, where=f"{self.spec.name}.send_action")
+        a = clamp(a, self._low, self._high)
+        self._apply(a)
+        return a
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine or connection."""
+
+    def __enter__(self) -> Robot:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,64 @@
+"""The ``reach`` task: move the end effector to a random target inside a workspace box.
+
+Observation: ``[qpos (n) rad, qvel (n) rad/s, ee_pos (3) m, target (3) m]``.
+Reward: ``-||ee - target|| - action_cost * ||a / a_max||^2`` computed from ``next_obs`` and ``action`` only,
+so a learned dynamics model can score its own rollouts (MBPO, Janner et al. 2019, §4: known reward).
+Precision is reported separately: ``info["final_distance_m"]`` and ``info["is_success"]`` (distance below
+``tolerance_m``) at the end of every episode, because return hides precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robodyna.robots.spec import ReachTaskConfig, RobotSpec
+
+
+def reach_obs_names(spec: RobotSpec) -> list[str]:
+    """Names (with units) of each observation column."""
+    names = [f"{j}.pos_rad" for j in spec.joint_names] + [f"{j}.vel_rad_s" for j in spec.joint_names]
+    names += [f"ee.{a}_m" for a in "xyz"] + [f"target.{a}_m" for a in "xyz"]
+    return names
+
+
+@dataclass(frozen=True)
+class ReachFns:
+    """Pure, vectorised reward / termination / distance functions of the reach task."""
+
+    n_joints: int
+    action_high: tuple[float, ...]
+    action_cost: float
+    tolerance_m: float
+
+    @property
+    def obs_dim(self) -> int:
+        return 2 * self.n_joints + 6
+
+    def distance(self, obs: np.ndarray) -> np.ndarray:
+        """End-effector-to-target distance [m] of each row of ``obs`` ([N, O] or [O])."""
+        o = np.asarray(obs)
+        i = 2 * self.n_joints
+        d = o[..., i : i + 3] - o[..., i + 3 : i + 6]
+        return np.sqrt(np.sum(d * d, axis=-1))
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        a = np.asarray(action) / np.asarray(self.action_high)
+        return (-self.distance(next_obs) - self.action_cost * np.sum(a * a, axis=-1)).astype(np.float32)
+
+    def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        return np.zeros(np.asarray(next_obs).shape[:-1], dtype=bool)
+
+    def success(self, obs: np.ndarray) -> np.ndarray:
+        return self.distance(obs) < self.tolerance_m
+
+
+def sample_target(cfg: ReachTaskConfig, rng: np.random.Generator, base_m: np.ndarray) -> np.ndarray:
+    """A target uniformly inside the workspace box (and within ``reach_radius_m`` of the base, if set)."""
+    lo, hi = np.asarray(cfg.workspace_low_m), np.asarray(cfg.workspace_high_m)
+    for _ in range(1000):
+        t = rng.uniform(lo, hi)
+        if cfg.reach_radius_m <= 0 or np.linalg.norm((t - base_m)[:2]) <= cfg.reach_radius_m:
+            return t
+    raise ValueError("reach: workspace box and reach_radius_m leave no room for a target")
