@@ -173,9 +173,8 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: typing.Mapping[st
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, key, value, "expected a number")
-        value = float(value)
         _check_range(value, meta, source, key)
-        return value
+        return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(source, key, value, "expected a string")
