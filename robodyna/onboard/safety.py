@@ -7,6 +7,8 @@ action is an error, never forwarded) and then :func:`clamp` (limits). The onboar
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -16,6 +18,10 @@ class UnsafeActionError(ValueError):
 
 def check_action(action: object, act_dim: int, where: str = "action") -> np.ndarray:
     """Return ``action`` as a float64 vector of length ``act_dim``; raise on wrong shape or non-finite values."""
+    if type(action) is np.ndarray and action.shape == (act_dim,) and action.dtype.kind == "f":
+        a = action.astype(np.float64)  # fast path for the control loop: already a float vector
+        if math.isfinite(a.sum()):  # a NaN/inf makes the sum non-finite; overflow falls to the full check
+            return a
     try:
         a = np.asarray(action, dtype=np.float64)
     except (TypeError, ValueError) as exc:

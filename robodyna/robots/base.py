@@ -21,7 +21,7 @@ class RobotError(RuntimeError):
     """A robot folder or model could not be loaded, or an engine reported a problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RobotState:
     """What a robot reports: joint positions [rad], joint velocities [rad/s], end-effector position [m]."""
 

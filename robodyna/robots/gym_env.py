@@ -44,13 +44,14 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         inner = robot.inner if isinstance(robot, RealityRobot) else robot
         self._base = np.asarray(cfg.engines[spec.engine].base_position_m) if spec.engine in cfg.engines else 0.0
         self._sim = inner
+        self._n = n
         self._obs = np.zeros(2 * n + 6, dtype=np.float32)
         self._target = np.zeros(3)
         self._t = 0
 
     def _make_obs(self) -> np.ndarray:
         s = self.robot.observe()
-        n = self.robot_spec.n_joints
+        n = self._n
         o = np.empty(2 * n + 6, dtype=np.float32)
         o[:n] = s.qpos
         o[n : 2 * n] = s.qvel
@@ -86,11 +87,10 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         applied = self.robot.send_action(action)
         obs = self._make_obs()
         fns = self.task_fns
-        reward = float(fns.reward(self._obs, applied, obs))
-        terminated = bool(fns.terminated(self._obs, applied, obs))
+        reward, dist = fns.step_values(applied, obs)
+        terminated = False  # reach never terminates early (ReachFns.terminated)
         self._t += 1
         truncated = self._t >= self.task_cfg.episode_steps
-        dist = float(fns.distance(obs))
         info: dict[str, Any] = {"applied_action": applied, "distance_m": dist}
         if terminated or truncated:
             info["final_distance_m"] = dist

@@ -26,6 +26,13 @@ def _resolve_model(folder: Path, model: str) -> Path:
     return folder / model
 
 
+def _as_index(idx: np.ndarray) -> slice | np.ndarray:
+    """A slice when the addresses are contiguous (indexing with a slice is several times faster)."""
+    if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+        return slice(int(idx[0]), int(idx[0]) + idx.size)
+    return idx
+
+
 class MujocoRobot(SimRobot):
     """A robot simulated by MuJoCo."""
 
@@ -82,8 +89,8 @@ class MujocoRobot(SimRobot):
         self.data = mujoco.MjData(self.model)
         m = self.model
         jids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j.name) for j in cfg.joints]
-        self._qadr = np.array([m.jnt_qposadr[i] for i in jids])
-        self._dadr = np.array([m.jnt_dofadr[i] for i in jids])
+        self._qadr = _as_index(np.array([m.jnt_qposadr[i] for i in jids]))
+        self._dadr = _as_index(np.array([m.jnt_dofadr[i] for i in jids]))
         ee = em.end_effector
         self._site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, ee)
         self._body = -1

@@ -9,6 +9,7 @@ Precision is reported separately: ``info["final_distance_m"]`` and ``info["is_su
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,13 @@ class ReachFns:
 
     def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         return np.zeros(np.asarray(next_obs).shape[:-1], dtype=bool)
+
+    def step_values(self, action: np.ndarray, next_obs: np.ndarray) -> tuple[float, float]:
+        """(reward, distance) of one transition with scalar math: same values as :meth:`reward`, for env.step."""
+        i = 2 * self.n_joints
+        d = math.dist(next_obs[i : i + 3].tolist(), next_obs[i + 3 : i + 6].tolist())
+        cost = sum((a / h) ** 2 for a, h in zip(action.tolist(), self.action_high))
+        return float(np.float32(-d - self.action_cost * cost)), d
 
     def success(self, obs: np.ndarray) -> np.ndarray:
         return self.distance(obs) < self.tolerance_m
