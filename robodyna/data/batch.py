@@ -7,8 +7,8 @@ trainer all speak this type; a single transition is a Batch of length 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class Batch:
             o = o[None]
 
         def col(x: np.ndarray | float | bool, dtype: type, two_d: bool) -> np.ndarray:
-            a = np.asarray(x, dtype=dtype)
+            a: np.ndarray = np.asarray(x, dtype=dtype)
             if single:
                 a = a[None]
             if not two_d:

@@ -178,7 +178,8 @@ class RobotSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RobotSpec:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**fields)
 
     @classmethod
     def from_config(cls, cfg: RobotConfig, engine: str) -> RobotSpec:
