@@ -1,0 +1,112 @@
+"""Minari round trip (real package), LeRobot v3.0 layout, open-loop replay, and the real recorder under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from robodyna.data.export_lerobot import export_lerobot
+from robodyna.data.export_minari import export_minari, import_minari
+from robodyna.data.replay import replay
+from robodyna.data.store import EpisodeStore, StoreError
+from robodyna.data.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_minari_round_trip_through_the_real_package(reacher_store: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import minari
+
+    did = export_minari(reacher_store, tmp_path / "minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    ds = minari.load_dataset(did)
+    src = EpisodeStore(reacher_store).read()
+    assert ds.total_episodes == 3 and ds.total_steps == len(src)
+    ep0 = next(iter(ds.iterate_episodes()))
+    np.testing.assert_array_equal(ep0.observations[:-1], src.batch.obs[:50])
+    np.testing.assert_array_equal(ep0.actions, src.batch.action[:50])
+    import_minari(did, tmp_path / "back")
+    back = EpisodeStore(tmp_path / "back").read()
+    for name in ("obs", "action", "reward", "next_obs", "truncated"):
+        np.testing.assert_array_equal(getattr(back.batch, name), getattr(src.batch, name))
+    np.testing.assert_array_equal(back.extras["time_mono_s"], src.extras["time_mono_s"])
+
+
+def test_lerobot_export_matches_the_v3_layout(reacher_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lr"
+    export_lerobot(reacher_store, out)
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 50
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    assert info["total_episodes"] == 3 and info["total_frames"] == 150 and info["total_tasks"] == 1
+    for k in ("chunks_size", "data_files_size_in_mb", "video_files_size_in_mb", "splits", "robot_type"):
+        assert k in info
+    feats = info["features"]
+    for k, dt in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                  ("index", "int64"), ("task_index", "int64")):
+        assert feats[k] == {"dtype": dt, "shape": [1], "names": None}
+    assert feats["observation.state"]["shape"] == [10] and feats["action"]["shape"] == [2]
+    data = pq.read_table(out / "data/chunk-000/file-000.parquet")
+    assert set(feats) == set(data.column_names)
+    df = data.to_pandas()
+    assert df["index"].tolist() == list(range(150))
+    assert df["frame_index"][:50].tolist() == list(range(50)) and df["episode_index"][50] == 1
+    np.testing.assert_allclose(df["timestamp"][:3], [0.0, 0.02, 0.04], atol=1e-6)
+    eps = pd.read_parquet(out / "meta/episodes/chunk-000/file-000.parquet")
+    for col in ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+                "dataset_to_index"):
+        assert col in eps.columns
+    assert eps["dataset_from_index"].tolist() == [0, 50, 100] and eps["dataset_to_index"].tolist() == [50, 100, 150]
+    tasks = pd.read_parquet(out / "meta/tasks.parquet")
+    assert tasks.loc["reach", "task_index"] == 0
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert set(stats["observation.state"]) >= {"min", "max", "mean", "std", "count"}
+    assert len(stats["observation.state"]["mean"]) == 10
+
+
+def test_replay_on_the_nominal_sim_has_no_divergence_and_on_a_reality_profile_clearly_some(
+        reacher_store: Path, tmp_path: Path) -> None:
+    nominal = replay(reacher_store, "reacher2", episode=1)
+    assert nominal.joint_err_rad.max() < 1e-5 and nominal.ee_err_m.max() < 1e-5
+    heavy = replay(reacher_store, "reacher2", episode=1, reality="heavy")
+    assert heavy.joint_err_rad.max() > 1e-2 and heavy.ee_err_m.max() > 1e-3
+
+
+def test_replay_refuses_a_store_from_another_robot(reacher_store: Path) -> None:
+    with pytest.raises(StoreError, match="recorded on robot 'reacher2', replay robot is 'panda'"):
+        replay(reacher_store, "panda")
+
+
+def test_cli_recorder_killed_mid_recording_resumes_without_gaps(tmp_path: Path) -> None:
+    out = tmp_path / "rec"
+    cmd = [sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--policy", "random",
+           "--episodes", "400", "--out", str(out), "--seed", "3", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for delay in (2.5, 2.8):
+        p = subprocess.Popen(cmd + (["--resume"] if out.exists() else []), env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.time()
+        while not (out / "segments").is_dir() or not any((out / "segments").iterdir()):
+            assert time.time() - t0 < 60 and p.poll() is None, "recorder did not start"
+            time.sleep(0.05)
+        time.sleep(delay - 2.0)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        assert not [x for x in validate(out) if x.severity == "error"]
+    r = subprocess.run(cmd[:9] + ["2", *cmd[10:], "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = EpisodeStore(out)
+    eps = s.episodes()
+    assert [e.index for e in eps] == list(range(len(eps))) and eps[-1].closed and eps[-2].closed
+    assert not [x for x in validate(out) if x.severity == "error"]
