@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 
 T = TypeVar("T")
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 class ConfigError(ValueError):
@@ -171,6 +173,8 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: typing.Mapping[st
         _check_range(value, meta, source, key)
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it is
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, key, value, "expected a number")
         _check_range(value, meta, source, key)

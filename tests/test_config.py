@@ -78,3 +78,9 @@ def test_saved_config_reloads_to_the_same_value(tmp_path: Path) -> None:
     save_config(cfg, tmp_path / "run" / "config.yaml")
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["inner"]["mode"] == "b"
     assert load_config(Outer, tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_exponent_without_dot_is_read_as_a_number_in_files_and_overrides(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: x\ninner: {rate_hz: 1e-3}\n")
+    assert load_config(Outer, p).inner.rate_hz == 1e-3
+    assert load_config(Outer, p, ["inner.rate_hz=2e3"]).inner.rate_hz == 2000.0

@@ -96,7 +96,7 @@ def _fit(a: argparse.Namespace) -> int:
     from robodyna.data.fit import fit_model, format_fit_table
 
     res = fit_model(a.dataset, a.out, robot=a.robot, k=a.k, val_fraction=a.val_fraction, seed=a.seed,
-                    overrides=a.set, png=a.png)
+                    overrides=a.set, png=a.png, algo=a.algo)
     print(format_fit_table(res))
     return 0
 
@@ -171,5 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--png", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="K=V", help="EnsembleConfig override")
+    p.add_argument("--algo", default=None, help="take the ensemble settings from this algo preset or YAML "
+                   "(its `ensemble:` section; default: EnsembleConfig defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="K=V",
+                   help="EnsembleConfig override, e.g. --set n_members=5 (validated like config files)")
     p.set_defaults(func=_fit)

@@ -10,12 +10,15 @@ import dataclasses
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robodyna.data.batch import Batch
 from robodyna.data.store import EpisodeStore, StoreError
+
+if TYPE_CHECKING:
+    from robodyna.learn.config import EnsembleConfig
 
 
 def fit_model(
@@ -27,16 +30,24 @@ def fit_model(
     seed: int = 0,
     overrides: list[str] | None = None,
     png: str | Path | None = None,
+    algo: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Fit the ensemble on the training episodes; report 1..k-step obs MSE on held-out episodes."""
+    """Fit the ensemble on the training episodes; report 1..k-step obs MSE on held-out episodes.
+
+    The :class:`~robodyna.learn.config.EnsembleConfig` starts from its defaults, or from the ``ensemble``
+    section of the algo preset/YAML ``algo`` (with the store's robot section merged); ``overrides``
+    (``--set KEY=VALUE``, keys of ``EnsembleConfig``) are validated like any other config: an unknown key,
+    wrong type or out-of-range value raises :class:`~robodyna.config.ConfigError` naming it, before any
+    data is read.
+    """
+    store = EpisodeStore(store_dir)
+    cfg = ensemble_config(overrides, algo=algo, robot=store.meta.robot_name)
+
     import torch
 
-    from robodyna.config import parse_override
-    from robodyna.learn.config import EnsembleConfig
     from robodyna.learn.ensemble import DynamicsEnsemble
     from robodyna.learn.rollouts import k_step_model_error
 
-    store = EpisodeStore(store_dir)
     if robot is not None and Path(robot).name != store.meta.robot_name and robot != store.meta.robot_name:
         raise StoreError(f"{store.root}: recorded on robot {store.meta.robot_name!r}, not {robot!r}")
     eps = [e.index for e in store.episodes()]
@@ -55,11 +66,6 @@ def fit_model(
 
     train = Batch.concat([episode(i) for i in train_idx])
     val_eps = [episode(i) for i in val_idx]
-    changes = {}
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        changes[keys[-1]] = value
-    cfg = dataclasses.replace(EnsembleConfig(), **changes)
     torch.manual_seed(seed)
     model = DynamicsEnsemble(store.meta.obs_dim, store.meta.act_dim, cfg, seed=seed)
     rng = np.random.default_rng(seed)
@@ -92,6 +98,17 @@ def fit_model(
         fig.savefig(png, dpi=100)
         plt.close(fig)
     return res
+
+
+def ensemble_config(
+    overrides: list[str] | None = None, algo: str | Path | None = None, robot: str | None = None
+) -> EnsembleConfig:
+    """The ensemble config for ``model fit``: defaults (or ``algo``'s ``ensemble`` section) + ``--set``."""
+    from robodyna.config import load_config, to_dict
+    from robodyna.learn.config import EnsembleConfig, load_algo_config
+
+    base = EnsembleConfig() if algo is None else load_algo_config(algo, robot=robot).ensemble
+    return load_config(EnsembleConfig, to_dict(base), overrides, source="--set")
 
 
 def format_fit_table(res: dict[str, Any]) -> str:

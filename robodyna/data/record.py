@@ -89,7 +89,7 @@ def record(
 
     profile = load_reality(reality) if reality else None
     env = robodyna.make_env(robot, task=task, reality=profile, overrides=overrides)
-    u = env.unwrapped
+    u: Any = env.unwrapped  # a robodyna RobotEnv (checked below); gymnasium types it as Env
     if not hasattr(u, "robot_spec"):
         raise ValueError(f"{robot!r} is not a robodyna robot (recording needs a robot folder)")
     names = list(u.obs_names)

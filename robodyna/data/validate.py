@@ -19,7 +19,6 @@ from robodyna.data.store import (
     EpisodeStore,
     StoreError,
     list_segments,
-    read_meta,
     read_segment_info,
 )
 
@@ -65,7 +64,7 @@ def validate(root: str | Path, max_per_kind: int = 50, continuity_tol: float = 1
     root = Path(root)
     out: list[Problem] = []
     try:
-        meta = read_meta(root)
+        store = EpisodeStore(root)
     except StoreError as exc:
         return [Problem("error", str(root / META_FILE), str(exc))]
     seg_dir = root / SEG_DIR
@@ -76,8 +75,6 @@ def validate(root: str | Path, max_per_kind: int = 50, continuity_tol: float = 1
                                    "(ignored by readers, removed by the next writer)"))
             elif not name.endswith(SEG_SUFFIX) or not name.startswith("seg-"):
                 out.append(Problem("warning", str(seg_dir / name), "unexpected file in segments/ (ignored)"))
-    store = EpisodeStore.__new__(EpisodeStore)
-    store.root, store.meta, store._seg_cache = root, meta, {}
     # per-episode state carried across segments: next expected step, last obs-next, last mono time, ended
     state: dict[int, dict[str, Any]] = {}
     seen_order: list[int] = []

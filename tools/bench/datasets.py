@@ -4,6 +4,11 @@ Measures: per-transition append cost on the recording thread (median of several 
 (including the background segment writes landing), append_batch throughput, full-read throughput, bytes on
 disk per transition vs raw array bytes, and append throughput while another process reads the store.
 
+Full reads are compared like with like: ``EpisodeStore.read()`` of the store written by ``append_batch`` vs
+plain pyarrow reading the very same segment files (same rows) into the same numpy columns; a third number is
+plain pyarrow on one monolithic Arrow file of the same rows (no per-file costs at all: a lower bound). Each
+side gets one untimed warm-up read first; the median of ``--runs`` timed reads is reported.
+
     python tools/bench/datasets.py [--n 200000] [--runs 5] [--json out/bench_datasets.json]
 """
 
@@ -18,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +38,7 @@ from robodyna.data.store import (
     StoreMeta,
     arrow_schema,
     columns_to_table,
+    list_segments,
     table_to_columns,
 )
 
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     d = make_data(n)
     raw_bytes = sum(d[c].nbytes for c in COLUMNS) / n
     tmp = Path(tempfile.mkdtemp(prefix="bench_ds_"))
-    res: dict[str, float | int | str] = {"n": n, "obs_dim": OBS, "act_dim": ACT, "flush_every": args.flush_every}
+    res: dict[str, Any] = {"n": n, "obs_dim": OBS, "act_dim": ACT, "flush_every": args.flush_every}
     try:
         over = statistics.median(loop_overhead(d) for _ in range(args.runs)) / n
         per, thr = [], []
@@ -152,19 +159,33 @@ def main(argv: list[str] | None = None) -> int:
             pqw.append(n / (time.perf_counter() - t0))
         res["pyarrow_write_transitions_per_s"] = statistics.median(pw)
         res["pyarrow_parquet_write_transitions_per_s"] = statistics.median(pqw)
-        # reads
-        sr, pr = [], []
+        # reads, like with like: the store's full read of its segments vs plain pyarrow reading the same
+        # segment files into the same numpy columns (no footer parsing, schema or NaN/inf checks); and, as a
+        # lower bound, plain pyarrow on one monolithic Arrow file holding the same n rows.
+        seg_paths = [p for _, p in list_segments(tmp / "batch0")]
+        sr: list[float] = []
+        pr: list[float] = []
+        p1: list[float] = []
         store = EpisodeStore(tmp / "batch0")
-        for _ in range(args.runs):
+        for r in range(args.runs + 1):  # run 0 is an untimed warm-up of all three (page cache, allocator)
+            if r == 1:
+                for lst in (sr, pr, p1):
+                    lst.clear()
             t0 = time.perf_counter()
             tr = EpisodeStore(tmp / "batch0").read()
             sr.append(len(tr) / (time.perf_counter() - t0))
             t0 = time.perf_counter()
-            cols = table_to_columns(ipc.open_file(pa.memory_map(str(tmp / "plain0.arrow"))).read_all())
+            tables = [ipc.open_file(pa.memory_map(str(p))).read_all() for p in seg_paths]
+            cols = table_to_columns(pa.concat_tables(tables).combine_chunks())
             pr.append(len(cols["reward"]) / (time.perf_counter() - t0))
-        assert len(tr) == n and np.array_equal(tr.batch.obs, d["obs"])
+            t0 = time.perf_counter()
+            one = table_to_columns(ipc.open_file(pa.memory_map(str(tmp / "plain0.arrow"))).read_all())
+            p1.append(len(one["reward"]) / (time.perf_counter() - t0))
+        assert len(tr) == len(cols["reward"]) == len(one["reward"]) == n
+        assert np.array_equal(tr.batch.obs, d["obs"]) and np.array_equal(cols["obs"], d["obs"])
         res["store_read_transitions_per_s"] = statistics.median(sr)
         res["pyarrow_read_transitions_per_s"] = statistics.median(pr)
+        res["pyarrow_read_one_file_transitions_per_s"] = statistics.median(p1)
         disk = sum(p.stat().st_size for p in (tmp / "loop0" / "segments").iterdir())
         res["store_bytes_per_transition"] = disk / n
         res["pyarrow_bytes_per_transition"] = (tmp / "plain0.arrow").stat().st_size / n
@@ -198,8 +219,16 @@ def main(argv: list[str] | None = None) -> int:
           f"batch / pyarrow = {res['store_append_batch_transitions_per_s'] / res['pyarrow_write_transitions_per_s']:.2f})")  # noqa: E501
     print(f"  plain pyarrow parquet     : {res['pyarrow_parquet_write_transitions_per_s']:,.0f} transitions/s, "
           f"{res['pyarrow_parquet_bytes_per_transition']:.1f} bytes/transition (zstd)")
-    print(f"  full read                 : store {res['store_read_transitions_per_s']:,.0f} /s, pyarrow "
-          f"{res['pyarrow_read_transitions_per_s']:,.0f} /s  (ratio {res['store_read_transitions_per_s'] / res['pyarrow_read_transitions_per_s']:.2f})")  # noqa: E501
+    nseg = res["store_segments"]
+    print(f"  full read, store          : {res['store_read_transitions_per_s']:,.0f} transitions/s  "
+          f"(EpisodeStore.read(): {nseg} lz4 segment files + footers, schema and NaN/inf checks -> numpy Batch)")
+    print(f"  full read, pyarrow        : {res['pyarrow_read_transitions_per_s']:,.0f} transitions/s  "
+          f"(the same {nseg} segment files, same {n} rows: memory_map + read_all, concat_tables, combine_chunks, "
+          f"to numpy; no checks)  store/pyarrow = "
+          f"{res['store_read_transitions_per_s'] / res['pyarrow_read_transitions_per_s']:.2f}")
+    print(f"  full read, pyarrow 1 file : {res['pyarrow_read_one_file_transitions_per_s']:,.0f} transitions/s  "
+          f"(one monolithic lz4 Arrow file of the same {n} rows, zero-copy views; lower bound)  store/this = "
+          f"{res['store_read_transitions_per_s'] / res['pyarrow_read_one_file_transitions_per_s']:.2f}")
     print(f"  bytes/transition          : store {res['store_bytes_per_transition']:.1f}, pyarrow IPC "
           f"{res['pyarrow_bytes_per_transition']:.1f}, raw arrays {raw_bytes:.1f}  "
           f"(store/raw = {res['store_bytes_per_transition'] / raw_bytes:.2f})")

@@ -1,0 +1,441 @@
+"""Writing an episode store: :class:`EpisodeWriter` (one flock-guarded writer, segments landed in order)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robodyna.data.batch import FIELDS, Batch
+from robodyna.data.store_format import (
+    FORMAT_VERSION,
+    LOCK_FILE,
+    META_FILE,
+    SEG_DIR,
+    TMP_PREFIX,
+    StoreError,
+    StoreMeta,
+    arrow_schema,
+    columns_to_table,
+    compatibility_problems,
+    list_segments,
+    read_meta,
+    write_meta,
+    write_segment,
+)
+from robodyna.data.store_reader import EpisodeStore
+
+log = logging.getLogger(__name__)
+
+_wall = time.time
+_mono = time.monotonic
+
+
+def row_dtype(obs_dim: int, act_dim: int) -> np.dtype:
+    """Structured dtype of one buffered row (one assignment per transition on the recording thread)."""
+    return np.dtype(
+        [
+            ("obs", np.float32, (obs_dim,)),
+            ("action", np.float32, (act_dim,)),
+            ("reward", np.float32),
+            ("next_obs", np.float32, (obs_dim,)),
+            ("terminated", np.bool_),
+            ("truncated", np.bool_),
+            ("intervention", np.int32),
+            ("time_wall_s", np.float64),
+            ("time_mono_s", np.float64),
+        ]
+    )
+
+
+class _Buffer:
+    """Preallocated rows for one segment plus the episode/policy-version marks."""
+
+    __slots__ = ("rows", "ep_marks", "pv_marks", "started", "closed")
+
+    def __init__(self, cap: int, od: int, ad: int) -> None:
+        self.rows = np.zeros(cap, row_dtype(od, ad))
+        self.reset()
+
+    def reset(self) -> None:
+        self.ep_marks: list[tuple[int, int, int]] = []  # (row_start, episode, first_step)
+        self.pv_marks: list[tuple[int, int]] = []  # (row_start, policy_version)
+        self.started: dict[int, dict[str, Any]] = {}
+        self.closed: list[int] = []
+
+
+class EpisodeWriter:
+    """Appends transitions to a store. One writer per store (an flock guards it).
+
+    ``append`` costs a few numpy element writes (no allocation, no I/O); every ``flush_every`` rows and at each
+    episode end the filled buffer is handed to a background thread (``background=True``) that writes, fsyncs
+    and renames the segment. Segments land in order. A transition with ``terminated`` or ``truncated`` set
+    ends its episode.
+
+    Args:
+        root: store directory (created if missing).
+        meta: required when creating; when resuming it must be compatible with ``meta.json``.
+        resume: append to an existing non-empty store (otherwise a non-empty store is an error).
+        flush_every: rows per segment at most.
+        flush_on_episode_end: write a segment when an episode ends (durability per episode).
+        background: write segments on a thread; ``False`` writes synchronously inside ``flush``.
+        max_pending: segments queued before ``append`` blocks (bounds what a crash can lose).
+        compression: Arrow IPC codec (``lz4``, ``zstd``, ``none``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        meta: StoreMeta | None = None,
+        resume: bool = False,
+        flush_every: int = 1024,
+        flush_on_episode_end: bool = True,
+        background: bool = True,
+        max_pending: int = 4,
+        compression: str = "lz4",
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(str(self.root / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise StoreError(f"{self.root}: another writer holds {LOCK_FILE}") from exc
+            raise
+        try:
+            self._setup(meta, resume)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.flush_every = int(flush_every)
+        if self.flush_every < 1:
+            raise ValueError("flush_every must be >= 1")
+        self.flush_on_episode_end = flush_on_episode_end
+        self.compression = compression
+        self._schema = arrow_schema(self.meta.obs_dim, self.meta.act_dim)
+        od, ad = self.meta.obs_dim, self.meta.act_dim
+        self._free: list[_Buffer] = []
+        self._nbuf = 0
+        self._max_buf = max(2, max_pending + 1)
+        self._buf = self._new_buffer(od, ad)
+        self._n = 0
+        self._bind()
+        self._ep_open = False
+        self._ep_rows = 0
+        self._pending_info: dict[str, Any] = {}
+        self._policy_version = 0
+        self._closed = False
+        self._error: BaseException | None = None
+        self.background = background
+        self._q: queue.Queue[_Buffer | tuple[_Buffer, int] | None] = queue.Queue()
+        self._free_cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="episode-writer", daemon=True)
+            self._thread.start()
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _setup(self, meta: StoreMeta | None, resume: bool) -> None:
+        seg_dir = self.root / SEG_DIR
+        seg_dir.mkdir(exist_ok=True)
+        for name in os.listdir(seg_dir):  # leftovers of a crashed writer (we hold the lock: none is live)
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(seg_dir / name)
+        for name in os.listdir(self.root):
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.root / name)
+        segs = list_segments(self.root)
+        has_meta = (self.root / META_FILE).is_file()
+        if has_meta:
+            on_disk = read_meta(self.root)
+            if segs and not resume:
+                raise StoreError(f"{self.root}: store already holds {len(segs)} segment(s); pass resume=True "
+                                 "(--resume) to append")
+            if meta is not None:
+                problems = compatibility_problems(on_disk, meta)
+                if problems:
+                    raise StoreError(f"{self.root}: cannot append, metadata differs: " + "; ".join(problems))
+            self.meta = on_disk
+        else:
+            if segs:
+                raise StoreError(f"{self.root}: segments present but {META_FILE} missing")
+            if meta is None:
+                raise StoreError(f"{self.root}: new store needs metadata")
+            write_meta(self.root, meta)
+            self.meta = meta
+        self.seg_dir = seg_dir
+        store = EpisodeStore(self.root)
+        self._next_seg = segs[-1][0] + 1 if segs else 0
+        self._next_ep = store.next_episode_index()
+        self._ep = self._next_ep
+        self._step = 0
+        unfinished = [e.index for e in store.episodes() if not e.closed]
+        if unfinished:
+            log.warning("%s: episode(s) %s unfinished (recorder stopped mid-episode); new episodes start at %d",
+                        self.root, unfinished, self._next_ep)
+
+    def _new_buffer(self, od: int, ad: int) -> _Buffer:
+        self._nbuf += 1
+        return _Buffer(self.flush_every, od, ad)
+
+    def _bind(self) -> None:
+        self._rows = self._buf.rows
+
+    # -- recording API ----------------------------------------------------------------------------
+    @property
+    def episode_index(self) -> int:
+        """Index the current (or next) episode has / will get."""
+        return self._ep
+
+    @property
+    def next_episode_index(self) -> int:
+        return self._next_ep
+
+    def set_policy_version(self, version: int) -> None:
+        """Tag the following rows with ``version``."""
+        self._policy_version = int(version)
+        pm = self._buf.pv_marks
+        if pm and pm[-1][0] == self._n:
+            pm[-1] = (self._n, self._policy_version)
+        elif pm:
+            pm.append((self._n, self._policy_version))
+
+    def begin_episode(self, info: dict[str, Any] | None = None) -> int:
+        """Start an episode (ends an open one first). ``info`` (JSON-able) is stored with its first segment."""
+        if self._ep_open:
+            self.end_episode()
+        self._ep_open = True
+        self._ep = self._next_ep
+        self._step = 0
+        self._ep_rows = 0
+        self._pending_info = dict(info or {})
+        return self._ep
+
+    def append(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+        intervention: int = 0,
+        time_wall_s: float | None = None,
+        time_mono_s: float | None = None,
+    ) -> None:
+        """Record one transition (cheap: element writes into preallocated columns)."""
+        i = self._n
+        if i == self.flush_every:
+            self._rotate()
+            i = 0
+        if self._ep_rows == 0:
+            self._first_row(i)
+        self._rows[i] = (
+            obs,
+            action,
+            reward,
+            next_obs,
+            terminated,
+            truncated,
+            intervention,
+            _wall() if time_wall_s is None else time_wall_s,
+            _mono() if time_mono_s is None else time_mono_s,
+        )
+        self._n = i + 1
+        self._ep_rows += 1
+        if terminated or truncated:
+            self.end_episode()
+
+    def append_batch(
+        self,
+        batch: Batch,
+        intervention: np.ndarray | None = None,
+        time_wall_s: np.ndarray | None = None,
+        time_mono_s: np.ndarray | None = None,
+        split_episodes: bool = True,
+    ) -> None:
+        """Record many transitions; episodes end after each terminated/truncated row (if ``split_episodes``)."""
+        n = len(batch)
+        now_w, now_m = time.time(), time.monotonic()
+        tw = np.full(n, now_w) if time_wall_s is None else np.asarray(time_wall_s, np.float64)
+        tm = np.full(n, now_m) if time_mono_s is None else np.asarray(time_mono_s, np.float64)
+        itv = np.zeros(n, np.int32) if intervention is None else np.asarray(intervention, np.int32)
+        done = (batch.terminated | batch.truncated) if split_episodes else np.zeros(n, bool)
+        pos = 0
+        while pos < n:
+            if self._n == self.flush_every:
+                self._rotate()
+            if self._ep_rows == 0:
+                self._first_row(self._n)
+            room = self.flush_every - self._n
+            stop = min(n, pos + room)
+            ends = np.flatnonzero(done[pos:stop])
+            if ends.size:
+                stop = pos + int(ends[0]) + 1
+            k, j = stop - pos, self._n
+            dst = self._rows[j:j + k]
+            for name in FIELDS:
+                dst[name] = getattr(batch, name)[pos:stop]
+            dst["intervention"] = itv[pos:stop]
+            dst["time_wall_s"] = tw[pos:stop]
+            dst["time_mono_s"] = tm[pos:stop]
+            self._n += k
+            self._ep_rows += k
+            pos = stop
+            if ends.size:
+                self.end_episode()
+
+    def _first_row(self, i: int) -> None:
+        if not self._ep_open:
+            self._ep_open = True
+            self._ep = self._next_ep
+            self._step = 0
+        self._next_ep = self._ep + 1
+        b = self._buf
+        b.ep_marks.append((i, self._ep, 0))
+        if not b.pv_marks or b.pv_marks[-1][1] != self._policy_version:
+            b.pv_marks.append((i, self._policy_version))
+        b.started[self._ep] = self._pending_info
+        self._pending_info = {}
+
+    def end_episode(self, finished: bool = True) -> None:
+        """Close the current episode; flushes a segment if ``flush_on_episode_end``.
+
+        ``finished=False`` stops it without marking it closed (it stays *unfinished*, as after a crash; used
+        when copying unfinished episodes).
+        """
+        if not self._ep_open:
+            return
+        self._ep_open = False
+        if self._ep_rows == 0:  # nothing recorded: index not consumed
+            return
+        if finished:
+            self._buf.closed.append(self._ep)
+        self._ep_rows = 0
+        if self.flush_on_episode_end:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer (segment lands asynchronously when ``background``)."""
+        if self._n or self._buf.closed:
+            self._rotate()
+
+    def wait(self) -> None:
+        """Block until every handed-over segment has landed."""
+        if self._thread is not None:
+            self._q.join()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Flush, wait for the writer and release the lock. An open episode stays unfinished on disk."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+            if self._thread is not None:
+                self._q.put(None)
+                self._thread.join()
+            self._raise_if_failed()
+        finally:
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise StoreError(f"{self.root}: segment writer failed: {self._error}") from self._error
+
+    def _rotate(self) -> None:
+        """Seal the current buffer as segment ``_next_seg`` and switch to a free buffer."""
+        self._raise_if_failed()
+        b, n = self._buf, self._n
+        carry_ep = self._ep_open and self._ep_rows > 0
+        number = self._next_seg
+        self._next_seg += 1
+        if self._thread is None:
+            self._write(b, n, number)
+            b.reset()
+        else:
+            self._q.put((b, n, number))  # type: ignore[arg-type]
+            b = self._take_free()
+        self._buf = b
+        self._n = 0
+        self._bind()
+        if carry_ep:  # the open episode continues in the next segment
+            b.ep_marks.append((0, self._ep, self._step_of_next_row()))
+            b.pv_marks.append((0, self._policy_version))
+
+    def _step_of_next_row(self) -> int:
+        return self._ep_rows
+
+    def _take_free(self) -> _Buffer:
+        with self._free_cv:
+            while not self._free:
+                if self._nbuf < self._max_buf:
+                    return self._new_buffer(self.meta.obs_dim, self.meta.act_dim)
+                self._free_cv.wait(timeout=1.0)
+                self._raise_if_failed()
+            return self._free.pop()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            try:
+                if item is None:
+                    return
+                b, n, number = item  # type: ignore[misc]
+                if self._error is None:
+                    try:
+                        self._write(b, n, number)
+                    except BaseException as exc:  # surfaced on the recording thread
+                        log.exception("segment writer failed")
+                        self._error = exc
+                b.reset()
+                with self._free_cv:
+                    self._free.append(b)
+                    self._free_cv.notify()
+            finally:
+                self._q.task_done()
+
+    def _write(self, b: _Buffer, n: int, number: int) -> None:
+        rows = b.rows[:n]
+        cols: dict[str, np.ndarray] = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names or ()}
+        ep = np.empty(n, np.int64)
+        step = np.empty(n, np.int64)
+        pv = np.empty(n, np.int64)
+        ranges = []
+        marks = b.ep_marks + [(n, -1, 0)]
+        for (r0, e, s0), (r1, _, _) in zip(marks[:-1], marks[1:]):
+            ep[r0:r1] = e
+            step[r0:r1] = np.arange(s0, s0 + r1 - r0)
+            ranges.append([e, s0, r0, r1 - r0])
+        pmarks = b.pv_marks + [(n, 0)]
+        for (r0, v), (r1, _) in zip(pmarks[:-1], pmarks[1:]):
+            pv[r0:r1] = v
+        cols["episode_index"], cols["step_index"], cols["policy_version"] = ep, step, pv
+        footer = {
+            "format_version": FORMAT_VERSION,
+            "ranges": [r for r in ranges if r[3] > 0],
+            "started": {str(k): v for k, v in b.started.items()},
+            "closed": list(b.closed),
+        }
+        write_segment(self.seg_dir, number, columns_to_table(cols, self._schema), footer, self.compression)
