@@ -1,0 +1,150 @@
+"""Typed configs of the learning core (``configs/algo/*.yaml``), loaded with :func:`robodyna.config.load_config`.
+
+One :class:`AlgoConfig` describes MBPO, classic Dyna and model-free SAC: they are presets of the same loop
+(MBPO, Janner et al. 2019, Alg. 2). A YAML file may carry a ``robots:`` section keyed by robot (or gym id) name
+whose values are partial configs merged over the defaults before ``--set`` overrides are applied.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from robodyna.config import ConfigError, load_config, read_yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "algo"
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Probabilistic dynamics ensemble (PETS/MBPO, Janner et al. 2019 §4; Chua et al. 2018)."""
+
+    n_members: int = field(default=7, metadata={"ge": 1})
+    n_elites: int = field(default=5, metadata={"ge": 1})
+    hidden: int = field(default=200, metadata={"ge": 1})
+    layers: int = field(default=4, metadata={"ge": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    weight_decay: float = field(default=5e-5, metadata={"ge": 0})
+    batch_size: int = field(default=256, metadata={"ge": 1})
+    holdout_ratio: float = field(default=0.2, metadata={"gt": 0, "lt": 1})
+    holdout_cap: int = field(default=5000, metadata={"ge": 1})
+    patience: int = field(default=5, metadata={"ge": 1})
+    min_rel_improvement: float = field(default=0.01, metadata={"ge": 0})
+    max_epochs: int = field(default=200, metadata={"ge": 1})
+    max_fit_seconds: float = field(default=60.0, metadata={"gt": 0})
+    learn_logvar_bounds: bool = True
+    logvar_max_init: float = 0.5
+    logvar_min_init: float = -10.0
+    bound_penalty: float = field(default=0.01, metadata={"ge": 0})
+    bootstrap: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_elites > self.n_members:
+            raise ConfigError("", "n_elites", self.n_elites, f"must be <= n_members ({self.n_members})")
+        if self.logvar_min_init >= self.logvar_max_init:
+            raise ConfigError("", "logvar_min_init", self.logvar_min_init, "must be < logvar_max_init")
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic (Haarnoja et al. 2018, 'SAC: Algorithms and Applications' §5 with automatic α)."""
+
+    hidden: int = field(default=256, metadata={"ge": 1})
+    layers: int = field(default=2, metadata={"ge": 1})
+    lr: float = field(default=3e-4, metadata={"gt": 0})
+    batch_size: int = field(default=256, metadata={"ge": 2})
+    gamma: float = field(default=0.99, metadata={"ge": 0, "le": 1})
+    tau: float = field(default=0.005, metadata={"gt": 0, "le": 1})
+    init_alpha: float = field(default=1.0, metadata={"gt": 0})
+    auto_alpha: bool = True
+    target_entropy: float | None = None  # None -> -|A|
+    normalize_obs: bool = True
+    num_threads: int = field(default=1, metadata={"ge": 1})
+    bf16_hidden: bool = False  # hidden-layer matmuls in bfloat16 (faster on AVX512-BF16 CPUs); fp32 outputs
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """One loop, three presets: ``mbpo`` (branched policy rollouts), ``dyna`` (k=1, buffer actions), ``sac``."""
+
+    algo: Literal["mbpo", "dyna", "sac"] = "mbpo"
+    use_model: bool = True
+    rollout_actions: Literal["policy", "buffer"] = "policy"
+    start_steps: int = field(default=5000, metadata={"ge": 1})
+    epoch_length: int = field(default=1000, metadata={"ge": 1})
+    model_train_every: int = field(default=250, metadata={"ge": 1})
+    rollout_batch: int = field(default=100_000, metadata={"ge": 1})
+    rollout_schedule: tuple[int, int, int, int] = (20, 100, 1, 1)  # epoch0, epoch1, k0, k1 (MBPO App. C)
+    rollout_obs_margin: float | None = field(default=0.5, metadata={"ge": 0})  # None: no bound check
+    model_retain_epochs: int = field(default=1, metadata={"ge": 1})
+    model_buffer_eviction: Literal["fifo", "flush_on_refit"] = "fifo"
+    real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})
+    updates_per_step: int = field(default=20, metadata={"ge": 0})
+    real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
+    min_real_for_model: int = field(default=200, metadata={"ge": 1})
+    eval_every: int = field(default=1000, metadata={"ge": 1})
+    eval_episodes: int = field(default=5, metadata={"ge": 1})
+    checkpoint_every: int = field(default=5000, metadata={"ge": 1})
+    log_every: int = field(default=250, metadata={"ge": 1})
+    model_error_horizon: int = field(default=5, metadata={"ge": 1})
+    max_abs_q: float = field(default=1e5, metadata={"gt": 0})
+    seed: int = 0
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+
+    def __post_init__(self) -> None:
+        e0, e1, k0, k1 = self.rollout_schedule
+        if e1 < e0 or k0 < 1 or k1 < 1:
+            raise ConfigError("", "rollout_schedule", list(self.rollout_schedule), "need epoch1 >= epoch0, k >= 1")
+
+    def rollout_length(self, epoch: float) -> int:
+        """k at a given epoch: linear from k0 to k1 between epoch0 and epoch1 (MBPO App. C)."""
+        e0, e1, k0, k1 = self.rollout_schedule
+        if epoch <= e0 or e1 == e0:
+            return int(k0 if epoch <= e0 else k1)
+        frac = min(1.0, (epoch - e0) / (e1 - e0))
+        return int(round(k0 + frac * (k1 - k0)))
+
+    def model_buffer_size(self, k: int) -> int:
+        """FIFO size that holds ``model_retain_epochs`` epochs of rollouts of length k (MBPO §4)."""
+        per_epoch = max(1, self.epoch_length // self.model_train_every) * self.rollout_batch * k
+        return per_epoch * self.model_retain_epochs
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_config_path(algo: str | Path) -> Path:
+    """``mbpo`` -> ``configs/algo/mbpo.yaml``; a path is returned as is."""
+    p = Path(algo)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return CONFIG_DIR / f"{algo}.yaml"
+
+
+def load_algo_config(algo: str | Path, robot: str | None = None, overrides: list[str] | None = None) -> AlgoConfig:
+    """Load a preset, merge its ``robots.<robot>`` section, apply ``--set`` overrides, validate.
+
+    Every robot section is validated too, so a typo in an unused section still fails at load time.
+    """
+    path = resolve_config_path(algo)
+    data = read_yaml(path)
+    robots = data.pop("robots", None) or {}
+    if not isinstance(robots, dict):
+        raise ConfigError(str(path), "robots", robots, "expected a mapping keyed by robot name")
+    for name, section in robots.items():
+        if not isinstance(section, dict):
+            raise ConfigError(str(path), f"robots.{name}", section, "expected a mapping")
+        load_config(AlgoConfig, _merge(data, section), source=f"{path} (robots.{name})")
+    if robot is not None and robot in robots:
+        data = _merge(data, robots[robot])
+    return load_config(AlgoConfig, data, overrides, source=str(path))

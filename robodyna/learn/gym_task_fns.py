@@ -1,0 +1,80 @@
+"""Known reward/termination functions for plain Gymnasium ids (pure, vectorised numpy).
+
+MBPO uses the true reward and termination functions of the task when they are known (Janner et al. 2019,
+App. C); for ids not listed here the ensemble's learned reward is used and episodes never terminate in the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class TaskFns(Protocol):
+    """``reward(obs, action, next_obs) -> float32[N]``, ``terminated(obs, action, next_obs) -> bool[N]``."""
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray: ...
+
+    def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray: ...
+
+
+ArrFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SimpleTaskFns:
+    """Task functions from two callables; ``reward=None`` means 'use the learned reward'."""
+
+    reward_fn: ArrFn | None
+    terminated_fn: ArrFn | None = None
+
+    @property
+    def has_reward(self) -> bool:
+        return self.reward_fn is not None
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        if self.reward_fn is None:
+            raise NotImplementedError("no known reward function for this task; use the learned reward")
+        return np.asarray(self.reward_fn(obs, action, next_obs), dtype=np.float32)
+
+    def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        if self.terminated_fn is None:
+            return np.zeros(len(obs), dtype=np.bool_)
+        return np.asarray(self.terminated_fn(obs, action, next_obs), dtype=np.bool_)
+
+
+def _reacher_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    # Reacher-v5: obs[8:10] = (fingertip - target)[:2]; reward = -|vec| - Σ a² (both weights 1).
+    return -np.linalg.norm(next_obs[:, 8:10], axis=1) - np.square(action).sum(axis=1)
+
+
+def _pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    # Pendulum-v1: obs = (cos θ, sin θ, θdot) *before* the step; cost on the pre-step state and torque.
+    th = np.arctan2(obs[:, 1], obs[:, 0])
+    u = np.clip(action[:, 0], -2.0, 2.0)
+    return -(th**2 + 0.1 * obs[:, 2] ** 2 + 0.001 * u**2)
+
+
+def _inverted_pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    return (~_inverted_pendulum_terminated(obs, action, next_obs)).astype(np.float32)
+
+
+def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    return ~(np.isfinite(next_obs).all(axis=1) & (np.abs(next_obs[:, 1]) <= 0.2))
+
+
+GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
+    "Reacher-v5": SimpleTaskFns(_reacher_reward),
+    "Reacher-v4": SimpleTaskFns(_reacher_reward),
+    "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
+    "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),
+    "InvertedPendulum-v4": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),
+}
+
+
+def task_fns_for(env_id: str) -> SimpleTaskFns:
+    """Known functions for a gym id, else a learned-reward / never-terminate fallback."""
+    return GYM_TASK_FNS.get(env_id, SimpleTaskFns(None, None))

@@ -1,0 +1,115 @@
+"""Branched model rollouts and model-error measurement (MBPO, Janner et al. 2019 §4, Alg. 2).
+
+Pure functions: explicit ``np.random.Generator``, return :class:`~robodyna.data.batch.Batch` es; callers store
+them. A rollout starts from real buffer states, takes ``k`` model steps (one random elite per row per step,
+rows grouped by member), scores them with the task's reward/termination functions (or the learned reward) and
+stops rows that terminate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robodyna.data.batch import Batch
+from robodyna.learn.buffers import ReplayBuffer
+from robodyna.learn.ensemble import DynamicsEnsemble
+from robodyna.learn.envs import has_reward_fn
+
+PolicyFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def branched_rollout(
+    model: DynamicsEnsemble,
+    start: Batch,
+    k: int,
+    task_fns: Any,
+    rng: np.random.Generator,
+    policy: PolicyFn | None = None,
+    buffer_actions: bool = False,
+    obs_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Batch:
+    """Roll ``start.obs`` out ``k`` steps through ``model``.
+
+    Actions come from ``policy(obs, rng)``; with ``buffer_actions`` the first step replays ``start.action``
+    (classic Dyna, Sutton 1991). Rows that terminate (or go non-finite) are not continued. With ``obs_bounds``
+    (low, high), predictions leaving that box are dropped and not continued: a guard against the critic
+    bootstrapping from states the model invents far outside the real data. ``stats`` (optional) receives
+    ``members`` (per-step member arrays), ``alive`` (rows alive after each step) and ``out_of_bounds`` (dropped).
+    """
+    if k < 1:
+        raise ValueError(f"rollout length k must be >= 1, got {k}")
+    if policy is None and (not buffer_actions or k > 1):
+        raise ValueError("a policy is needed for rollouts longer than 1 step or without buffer actions")
+    learned_reward = not has_reward_fn(task_fns)
+    obs = start.obs
+    out: list[Batch] = []
+    members_log: list[np.ndarray] = []
+    alive_log: list[int] = []
+    dropped = 0
+    for step in range(k):
+        if len(obs) == 0:
+            break
+        if step == 0 and buffer_actions:
+            action = start.action
+        else:
+            assert policy is not None
+            action = np.asarray(policy(obs, rng), dtype=np.float32)
+        next_obs, model_reward, members = model.step(obs, action, rng)
+        if obs_bounds is not None:
+            inside = ((next_obs >= obs_bounds[0]) & (next_obs <= obs_bounds[1])).all(axis=1)
+            if not inside.all():
+                dropped += int((~inside).sum())
+                obs, action, next_obs = obs[inside], action[inside], next_obs[inside]
+                model_reward, members = model_reward[inside], members[inside]
+        reward = model_reward if learned_reward else task_fns.reward(obs, action, next_obs)
+        term = np.asarray(task_fns.terminated(obs, action, next_obs), dtype=np.bool_)
+        n = len(obs)
+        out.append(Batch.create(obs, action, reward, next_obs, term, np.full(n, step == k - 1)))
+        members_log.append(members)
+        keep = ~term & np.isfinite(next_obs).all(axis=1)
+        obs = next_obs[keep]
+        alive_log.append(int(keep.sum()))
+    if stats is not None:
+        stats["members"] = members_log
+        stats["alive"] = alive_log
+        stats["out_of_bounds"] = dropped
+    return Batch.concat(out) if out else Batch.empty(start.obs_dim, start.act_dim)
+
+
+def real_obs_bounds(real: ReplayBuffer, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The box of observed real states widened by ``margin`` x range per side; constant dims are unbounded."""
+    obs = real.all().obs
+    lo, hi = obs.min(axis=0), obs.max(axis=0)
+    pad = np.where(hi - lo > 1e-6, margin * (hi - lo), np.inf)
+    return (lo - pad).astype(np.float32), (hi + pad).astype(np.float32)
+
+
+def k_step_model_error(
+    model: DynamicsEnsemble, episodes: list[Batch], k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Mean squared obs error after 1..k open-loop model steps along held-out real trajectories.
+
+    Every start index ``t`` with ``t + k <= len(episode)`` and no termination before ``t + k - 1`` is used; the
+    model follows the recorded actions with its mean prediction (random elite per row per step).
+    Returns ``[k]`` (NaN where no trajectory is long enough).
+    """
+    sq = [[] for _ in range(k)]
+    for ep in episodes:
+        t_max = len(ep) - k
+        if t_max < 0:
+            continue
+        starts = np.arange(t_max + 1)
+        if ep.terminated[:-1].any():
+            term_idx = np.flatnonzero(ep.terminated)
+            starts = np.array([t for t in starts if not ((term_idx >= t) & (term_idx < t + k - 1)).any()], int)
+        if starts.size == 0:
+            continue
+        obs = ep.obs[starts]
+        for h in range(k):
+            obs, _, _ = model.step(obs, ep.action[starts + h], rng, deterministic=True)
+            sq[h].append(((obs - ep.next_obs[starts + h]) ** 2).mean(axis=1))
+    return np.array([float(np.mean(np.concatenate(s))) if s else float("nan") for s in sq])

@@ -1,0 +1,275 @@
+"""Soft actor-critic, built for speed on small CPUs (Haarnoja et al. 2018).
+
+* Twin Q-functions (clipped double-Q, Fujimoto et al. 2018) fused into ONE batched network (weights ``[2, in, out]``).
+* Polyak-averaged target critic (``torch._foreach_lerp_``), automatic entropy tuning towards ``target_entropy``
+  (default ``-|A|``; Haarnoja et al. 2018b §5).
+* Tanh-squashed Gaussian actor; the env sees actions scaled to its Box bounds (physical units), the networks
+  see ``[-1, 1]``. Observation normalisation lives inside the actor so the exported graph takes raw obs.
+* Optional ``bf16_hidden``: hidden-layer matmuls in bfloat16 (fp32 accumulate, fp32 Q/actor output layers and
+  master weights) for CPUs with AVX512-BF16/AMX; off by default (fp32 everywhere).
+* One backward pass and one optimiser step per update: the critic loss, the actor loss (through a critic whose
+  weights are detached, i.e. the simultaneous-gradient form of the original SAC algorithm) and the α loss touch
+  disjoint parameters, so their sum gives exactly each loss's gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robodyna.data.batch import Batch
+from robodyna.learn.config import SACConfig
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced NaN/inf losses or exploding Q values."""
+
+
+class Actor(nn.Module):
+    """obs (raw) -> (mean, log_std) of the pre-tanh Gaussian; obs normalisation inside."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        dims = [obs_dim] + [hidden] * layers
+        mods: list[nn.Module] = []
+        for din, dout in zip(dims[:-1], dims[1:]):
+            mods += [nn.Linear(din, dout), nn.ReLU()]
+        self.trunk = nn.Sequential(*mods)
+        self.head = nn.Linear(hidden, 2 * act_dim)
+        self.act_dim = act_dim
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def forward_normalized(self, obs_n: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if bf16:  # hidden layers in bfloat16 (fp32 accumulation), output layer in float32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                h = self.trunk(obs_n)
+            h = h.float()
+        else:
+            h = self.trunk(obs_n)
+        mean, log_std = self.head(h).split(self.act_dim, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_normalized(self.normalize(obs))
+
+
+class DeterministicPolicy(nn.Module):
+    """Exportable: raw obs ``[B, O]`` -> deterministic action in physical units ``[B, A]``."""
+
+    def __init__(self, actor: Actor, low: np.ndarray, high: np.ndarray) -> None:
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("offset", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.actor(obs)
+        return torch.tanh(mean) * self.scale + self.offset
+
+
+class TwinCritic(nn.Module):
+    """Two Q-networks as one batched MLP; ``forward(x, detach=False) -> [2, B]``."""
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, n: int = 2) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers + [1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for din, dout in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(din)  # nn.Linear's default init, per member
+            self.weights.append(nn.Parameter(torch.empty(n, din, dout).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, dout).uniform_(-bound, bound)))
+        self.n = n
+
+    def forward(self, x: torch.Tensor, detach: bool = False, bf16: bool = False) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.n, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if detach:
+                w, b = w.detach(), b.detach()
+            if i < last:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    h = F.relu(torch.baddbmm(b, h, w))
+            else:  # the Q output layer always in float32
+                h = torch.baddbmm(b, h.float(), w)
+        return h.squeeze(-1)
+
+
+@dataclass
+class UpdateStats:
+    critic_loss: float
+    actor_loss: float
+    alpha: float
+    alpha_loss: float
+    q_mean: float
+    q_max_abs: float
+    entropy: float
+
+
+class SAC:
+    """SAC agent; ``update(batch)`` does one gradient step, ``act(obs, rng)`` returns physical actions."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, action_low: np.ndarray, action_high: np.ndarray, cfg: SACConfig,
+        seed: int = 0,
+    ) -> None:
+        self.obs_dim, self.act_dim, self.cfg = obs_dim, act_dim, cfg
+        self.low = np.asarray(action_low, dtype=np.float32)
+        self.high = np.asarray(action_high, dtype=np.float32)
+        if self.low.shape != (act_dim,) or not np.all(np.isfinite(self.low) & np.isfinite(self.high)):
+            raise ValueError(f"SAC needs finite action bounds of shape ({act_dim},), got {self.low}..{self.high}")
+        self._scale = torch.as_tensor((self.high - self.low) / 2.0)
+        self._offset = torch.as_tensor((self.high + self.low) / 2.0)
+        torch.manual_seed(seed)
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.layers)
+        self.critic = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers)
+        self.critic_target = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)), requires_grad=cfg.auto_alpha)
+        self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
+        params: list[dict[str, Any]] = [
+            {"params": list(self.critic.parameters())},
+            {"params": list(self.actor.parameters())},
+        ]
+        if cfg.auto_alpha:
+            params.append({"params": [self.log_alpha]})
+        self.optim = torch.optim.Adam(params, lr=cfg.lr, fused=True)
+        self._online = list(self.critic.parameters())
+        self._target = list(self.critic_target.parameters())
+        self.n_updates = 0
+
+    # ------------------------------------------------------------------ helpers
+    def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Fix the observation standardisation (done once, from the initial exploration data)."""
+        std = np.where(np.asarray(std) < 1e-6, 1.0, std)
+        with torch.no_grad():
+            self.actor.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.actor.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def to_unit(self, action: torch.Tensor) -> torch.Tensor:
+        """Physical action -> [-1, 1]."""
+        return ((action - self._offset) / self._scale).clamp(-1.0, 1.0)
+
+    def deterministic_policy(self) -> DeterministicPolicy:
+        return DeterministicPolicy(self.actor, self.low, self.high)
+
+    def _sample(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised tanh-Gaussian sample in [-1, 1] and its log-probability (SAC App. C)."""
+        mean, log_std = self.actor.forward_normalized(obs_n, bf16=self.cfg.bf16_hidden)
+        std = log_std.exp()
+        eps = torch.randn_like(mean)
+        u = mean + std * eps
+        a = torch.tanh(u)
+        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+        return a, logp
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False) -> np.ndarray:
+        """Physical actions for raw obs ``[N, O]`` (or ``[O]``); stochastic noise drawn from ``rng``."""
+        single = obs.ndim == 1
+        o = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32)
+        mean, log_std = self.actor(o)
+        if deterministic or rng is None:
+            u = mean
+        else:
+            eps = torch.from_numpy(rng.standard_normal(mean.shape, dtype=np.float32))
+            u = mean + log_std.exp() * eps
+        a = (torch.tanh(u) * self._scale + self._offset).numpy()
+        return a[0] if single else a
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SAC gradient step on ``batch`` (physical actions). Returns detached loss tensors."""
+        cfg = self.cfg
+        bf16 = cfg.bf16_hidden
+        obs = torch.from_numpy(batch.obs)
+        nxt = torch.from_numpy(batch.next_obs)
+        act = self.to_unit(torch.from_numpy(batch.action))
+        rew = torch.from_numpy(batch.reward)
+        notdone = 1.0 - torch.from_numpy(batch.terminated).float()
+        obs_n = self.actor.normalize(obs)
+        nxt_n = self.actor.normalize(nxt)
+        log_alpha = self.log_alpha
+        alpha = log_alpha.detach().exp()
+        with torch.no_grad():
+            a_next, logp_next = self._sample(nxt_n)
+            q_next = self.critic_target(torch.cat([nxt_n, a_next], dim=-1), bf16=bf16).min(dim=0).values
+            target = rew + cfg.gamma * notdone * (q_next - alpha * logp_next)
+        q = self.critic(torch.cat([obs_n, act], dim=-1), bf16=bf16)
+        critic_loss = 0.5 * (q - target).pow(2).mean(dim=1).sum()
+        a_pi, logp = self._sample(obs_n)
+        q_pi = self.critic(torch.cat([obs_n, a_pi], dim=-1), detach=True, bf16=bf16).min(dim=0).values
+        actor_loss = (alpha * logp - q_pi).mean()
+        loss = critic_loss + actor_loss
+        if cfg.auto_alpha:
+            alpha_loss = -(log_alpha * (logp.detach() + self.target_entropy)).mean()
+            loss = loss + alpha_loss
+        else:
+            alpha_loss = torch.zeros(())
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, cfg.tau)
+        self.n_updates += 1
+        return {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "q_mean": q.detach().mean(),
+            "q_max_abs": q.detach().abs().max(),
+            "entropy": -logp.detach().mean(),
+        }
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "optim": self.optim.state_dict(),
+            "n_updates": self.n_updates,
+            "dims": (self.obs_dim, self.act_dim),
+            "low": self.low.copy(),
+            "high": self.high.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["dims"]) != (self.obs_dim, self.act_dim):
+            raise ValueError(
+                f"SAC checkpoint has obs/action dims {tuple(state['dims'])}, expected {(self.obs_dim, self.act_dim)}"
+            )
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.optim.load_state_dict(state["optim"])
+        self.n_updates = int(state["n_updates"])
+
+
+def check_finite(stats: dict[str, torch.Tensor], max_abs_q: float, where: str) -> None:
+    """Raise :class:`DivergenceError` on NaN/inf losses or |Q| above ``max_abs_q``."""
+    for k, v in stats.items():
+        f = float(v)
+        if not math.isfinite(f):
+            raise DivergenceError(f"SAC diverged at {where}: {k} is {f}")
+    q = float(stats["q_max_abs"])
+    if q > max_abs_q:
+        raise DivergenceError(f"SAC diverged at {where}: |Q| reached {q:.3g} > max_abs_q={max_abs_q:g}")

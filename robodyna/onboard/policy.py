@@ -1,0 +1,103 @@
+"""Torch-free ONNX policy runner for the robot side.
+
+:class:`OnnxPolicy` loads a policy exported by :mod:`robodyna.learn.export`, verifies its metadata against the
+robot's :class:`RobotSpec` (refusing a policy made for another robot, naming the mismatch) and maps raw
+observations to physical actions. Only numpy, onnx and onnxruntime are imported here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from robodyna.robots.spec import RobotSpec
+
+
+class PolicyMismatchError(ValueError):
+    """The ONNX policy was exported for another robot / action space / observation layout."""
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+class OnnxPolicy:
+    """``policy(obs) -> action``: obs ``[O]`` or ``[B, O]`` float32 -> action ``[A]`` / ``[B, A]`` in physical units."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        expected_spec: RobotSpec | None = None,
+        expected_obs_names: list[str] | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX policy not found: {self.path}")
+        self.metadata: dict[str, str] = _metadata(self.path)
+        required = ("robot_name", "robot_spec", "obs_names", "action_low", "action_high")
+        missing = [k for k in required if k not in self.metadata]
+        if missing:
+            raise PolicyMismatchError(f"{self.path}: not a robodyna policy (metadata lacks {', '.join(missing)})")
+        self.spec = RobotSpec.from_dict(json.loads(self.metadata["robot_spec"]))
+        self.obs_names: list[str] = json.loads(self.metadata["obs_names"])
+        self.action_low = np.asarray(json.loads(self.metadata["action_low"]), dtype=np.float32)
+        self.action_high = np.asarray(json.loads(self.metadata["action_high"]), dtype=np.float32)
+        if expected_spec is not None:
+            self.verify(expected_spec, expected_obs_names)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        self.obs_dim = len(self.obs_names)
+        self.act_dim = len(self.action_low)
+
+    @property
+    def robot_name(self) -> str:
+        return self.metadata["robot_name"]
+
+    @property
+    def policy_version(self) -> str:
+        return self.metadata.get("policy_version", "")
+
+    @property
+    def run_id(self) -> str:
+        return self.metadata.get("training_run_id", "")
+
+    def verify(self, spec: RobotSpec, obs_names: list[str] | None = None) -> None:
+        """Raise :class:`PolicyMismatchError` if the policy was exported for another robot or layout."""
+        mine = self.spec
+        if mine.name != spec.name:
+            raise PolicyMismatchError(
+                f"{self.path}: policy was exported for robot {mine.name!r}, this robot is {spec.name!r}"
+            )
+        theirs, expected = mine.to_dict(), spec.to_dict()
+        for key in ("action_names", "action_units", "action_mode", "action_low", "action_high", "joint_names",
+                    "control_hz"):
+            if theirs.get(key) != expected.get(key):
+                raise PolicyMismatchError(
+                    f"{self.path}: robot {spec.name!r} {key} differs: policy has {theirs.get(key)!r}, "
+                    f"robot has {expected.get(key)!r}"
+                )
+        if obs_names is not None and list(obs_names) != self.obs_names:
+            raise PolicyMismatchError(
+                f"{self.path}: observation layout differs: policy expects {self.obs_names}, "
+                f"robot gives {list(obs_names)}"
+            )
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        o = np.asarray(obs, dtype=np.float32)
+        single = o.ndim == 1
+        if single:
+            o = o[None]
+        if o.ndim != 2 or o.shape[1] != self.obs_dim:
+            raise ValueError(f"policy expects obs of shape [B, {self.obs_dim}], got {np.shape(obs)}")
+        action = self.session.run(None, {self._input: np.ascontiguousarray(o)})[0]
+        return action[0] if single else action

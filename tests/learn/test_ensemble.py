@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robodyna.data.batch import Batch
+from robodyna.learn.config import EnsembleConfig
+from robodyna.learn.ensemble import DynamicsEnsemble, NotFittedError
+
+
+def smooth_data(n: int, rng: np.random.Generator, lo: float = -1.0, hi: float = 1.0) -> Batch:
+    x = rng.uniform(lo, hi, size=(n, 1)).astype(np.float32)
+    a = np.zeros((n, 1), np.float32)
+    nxt = x + 0.5 * np.sin(3 * x)
+    return Batch.create(x, a, (x[:, 0] ** 2), nxt, np.zeros(n, bool), np.zeros(n, bool))
+
+
+def small_cfg(**kw: object) -> EnsembleConfig:
+    base = dict(hidden=64, layers=3, max_epochs=150, patience=10, max_fit_seconds=60.0)
+    base.update(kw)
+    return EnsembleConfig(**base)  # type: ignore[arg-type]
+
+
+def test_ensemble_fits_a_smooth_function_and_its_variance_rises_off_distribution() -> None:
+    rng = np.random.default_rng(0)
+    ens = DynamicsEnsemble(1, 1, small_cfg(), seed=0)
+    rep = ens.fit(smooth_data(1500, rng), rng)
+    assert max(rep.val_mse) < 5e-3, rep
+    test = smooth_data(200, np.random.default_rng(1))
+    nxt, rew, _ = ens.step(test.obs, test.action, rng, deterministic=True)
+    assert np.abs(nxt - test.next_obs).mean() < 0.05
+    assert np.abs(rew - test.reward).mean() < 0.05
+    far = smooth_data(200, np.random.default_rng(2), lo=3.0, hi=4.0)
+    u_in = ens.uncertainty(test.obs, test.action).mean()
+    u_out = ens.uncertainty(far.obs, far.action).mean()
+    assert u_out > 10 * u_in, (u_in, u_out)
+
+
+def test_elites_are_the_members_with_the_lowest_validation_error() -> None:
+    rng = np.random.default_rng(0)
+    ens = DynamicsEnsemble(1, 1, small_cfg(max_epochs=20), seed=0)
+    data = smooth_data(800, rng)
+    ens.fit(data, rng)
+    assert set(ens.elites) == set(np.argsort(ens.val_mse)[: ens.cfg.n_elites])
+    # Ruin two members; a (warm-started) refit that cannot repair them in one epoch must drop them.
+    with torch.no_grad():
+        for w in ens.net.weights:
+            w[1].mul_(-30.0)
+            w[4].mul_(30.0)
+    ens.cfg = small_cfg(max_epochs=1)
+    ens.fit(data, rng)
+    assert 1 not in ens.elites and 4 not in ens.elites
+    assert set(ens.elites) == set(np.argsort(ens.val_mse)[: ens.cfg.n_elites])
+
+
+def test_batched_ensemble_equals_a_loop_of_separate_members_with_the_same_weights() -> None:
+    ens = DynamicsEnsemble(5, 2, EnsembleConfig(), seed=3)
+    x = torch.randn(64, 7)
+    with torch.no_grad():
+        ens.net.in_mean.copy_(torch.randn(7))
+        ens.net.in_std.copy_(torch.rand(7) + 0.5)
+        mean, logvar = ens.net(x.unsqueeze(0).expand(7, -1, -1))
+        xn = (x - ens.net.in_mean) / ens.net.in_std
+        for m, mod in enumerate(ens.net.member_modules()):
+            out = mod(xn)
+            torch.testing.assert_close(out[:, :6], mean[m], rtol=1e-5, atol=1e-5)
+            single_mean, single_logvar = ens.net.forward_member(x, m)
+            torch.testing.assert_close(single_mean, mean[m], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(single_logvar, logvar[m], rtol=1e-5, atol=1e-5)
+
+
+def test_rollout_before_fit_raises_a_clear_error() -> None:
+    ens = DynamicsEnsemble(2, 1, EnsembleConfig(), seed=0)
+    with pytest.raises(NotFittedError, match="not been fit"):
+        ens.step(np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), np.random.default_rng(0))
+
+
+def signature_ensemble(obs_dim: int = 2, act_dim: int = 1) -> DynamicsEnsemble:
+    """An ensemble whose member m predicts Δobs = m exactly (reward = -m), to trace which member ran a row."""
+    ens = DynamicsEnsemble(obs_dim, act_dim, EnsembleConfig(hidden=8, layers=1), seed=0)
+    with torch.no_grad():
+        ens.net.weights[-1].zero_()
+        ens.net.biases[-1].zero_()
+        ens.net.biases[-1][:, :, obs_dim + 1 :] = -100.0  # log-variance -> min bound: (almost) no sampling noise
+        ens.net.min_logvar.fill_(-30.0)
+        for m in range(ens.cfg.n_members):
+            ens.net.biases[-1][m, 0, :obs_dim] = float(m)
+            ens.net.biases[-1][m, 0, obs_dim] = -float(m)
+    ens.fitted = True
+    ens.elites = np.array([0, 2, 3, 5, 6])
+    return ens
+
+
+def test_grouped_step_runs_each_row_only_through_its_own_member() -> None:
+    ens = signature_ensemble()
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(5000, 2)).astype(np.float32)
+    nxt, rew, members = ens.step(obs, np.zeros((5000, 1), np.float32), rng, deterministic=True)
+    assert set(np.unique(members)) <= set(ens.elites)
+    np.testing.assert_allclose(nxt - obs, np.repeat(members[:, None], 2, 1).astype(np.float32), atol=1e-5)
+    np.testing.assert_allclose(rew, -members.astype(np.float32), atol=1e-5)

@@ -1,0 +1,128 @@
+"""Benchmark: real environment steps to reach a return threshold, MBPO vs Dyna vs robodyna SAC vs SB3 SAC.
+
+For every env x algo x seed, train with periodic deterministic evaluation and record the first real step at which
+the mean eval return reaches the env's threshold (runs stop there; ``inf`` if never within ``--max-steps``).
+Prints a table of medians and ratios (SB3 SAC steps / algo steps), writes JSON and a PNG of the eval curves.
+Full runs take hours on 2 CPUs; run small with e.g. ``--seeds 1 --max-steps 1500 --envs reacher2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robodyna.learn.config import load_algo_config
+from robodyna.learn.envs import make_env
+from robodyna.learn.mbpo import evaluate, train
+
+log = logging.getLogger("sample_efficiency")
+DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -4.0}
+ALGOS = ("mbpo", "dyna", "sac", "sb3")
+
+
+def run_ours(algo: str, env: str, seed: int, args: argparse.Namespace, thr: float, out: Path) -> dict[str, Any]:
+    over = [f"seed={seed}", f"eval_every={args.eval_every}", f"eval_episodes={args.eval_episodes}",
+            f"checkpoint_every={10**9}"] + list(args.overrides)
+    cfg = load_algo_config(algo, env, over)
+    t0 = time.perf_counter()
+    res = train(cfg, env, out / f"{env}_{algo}_{seed}", args.max_steps, progress=False, tensorboard=False,
+                on_eval=lambda row: row["mean_return"] >= thr)
+    curve = [(int(e["step"]), float(e["mean_return"])) for e in res.evals]
+    return {"curve": curve, "seconds": time.perf_counter() - t0}
+
+
+def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float) -> dict[str, Any]:
+    from stable_baselines3 import SAC as SB3SAC
+
+    env, eval_env = make_env(env_name), make_env(env_name)
+    model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts)
+    t0, steps, curve = time.perf_counter(), 0, []
+    while steps < args.max_steps:
+        chunk = min(args.eval_every, args.max_steps - steps)
+        model.learn(chunk, reset_num_timesteps=False)
+        steps += chunk
+        ev = evaluate(lambda o: model.predict(o, deterministic=True)[0], eval_env, args.eval_episodes,
+                      seed=seed * 100_003 + steps)
+        curve.append((steps, float(ev["mean_return"])))
+        if ev["mean_return"] >= thr:
+            break
+    return {"curve": curve, "seconds": time.perf_counter() - t0}
+
+
+def steps_to(curve: list[tuple[int, float]], thr: float) -> float:
+    return next((float(s) for s, r in curve if r >= thr), math.inf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--envs", nargs="+", default=["Reacher-v5", "reacher2"])
+    ap.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--max-steps", type=int, default=20_000)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-episodes", type=int, default=5)
+    ap.add_argument("--threshold", action="append", default=[], metavar="ENV=RETURN")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the robodyna algos")
+    ap.add_argument("--sb3-learning-starts", type=int, default=1000)
+    ap.add_argument("--out-dir", default="runs/sample_efficiency")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(2)
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for t in args.threshold:
+        k, v = t.split("=", 1)
+        thresholds[k] = float(v)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for env in args.envs:
+        thr = thresholds.get(env)
+        if thr is None:
+            raise SystemExit(f"no return threshold for {env}: pass --threshold {env}=VALUE")
+        for algo in args.algos:
+            for seed in range(args.seeds):
+                r = run_sb3(env, seed, args, thr) if algo == "sb3" else run_ours(algo, env, seed, args, thr, out)
+                r["steps_to_threshold"] = steps_to(r["curve"], thr)
+                results.setdefault(env, {}).setdefault(algo, []).append(r)
+                print(f"{env:12s} {algo:5s} seed {seed}: steps to {thr:g} = {r['steps_to_threshold']:g} "
+                      f"({r['seconds']:.0f} s)", flush=True)
+    print(f"\nmedian real steps to the threshold (max {args.max_steps}, {args.seeds} seeds); ratio = SB3 / algo")
+    print(f"{'env':12s} {'algo':6s} {'median':>10s} {'ratio':>8s}")
+    table = {}
+    for env, per_algo in results.items():
+        sb3_med = float(np.median([r["steps_to_threshold"] for r in per_algo.get("sb3", [])] or [math.nan]))
+        for algo, runs in per_algo.items():
+            med = float(np.median([r["steps_to_threshold"] for r in runs]))
+            ratio = sb3_med / med if math.isfinite(med) and med > 0 else math.nan
+            table[f"{env}/{algo}"] = {"median_steps": med, "ratio_vs_sb3": ratio}
+            print(f"{env:12s} {algo:6s} {med:>10g} {ratio:>8.2f}")
+    (out / "sample_efficiency.json").write_text(json.dumps(
+        {"thresholds": thresholds, "table": table, "results": results, "args": vars(args)}, indent=1, default=str))
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (env, per_algo) in zip(axes[0], results.items()):
+        for algo, runs in per_algo.items():
+            for i, r in enumerate(runs):
+                s, ret = zip(*r["curve"]) if r["curve"] else ((), ())
+                ax.plot(s, ret, color=f"C{ALGOS.index(algo)}", alpha=0.8, label=algo if i == 0 else None)
+        ax.axhline(thresholds[env], color="k", ls="--", lw=1)
+        ax.set(title=env, xlabel="real env steps", ylabel="eval return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "sample_efficiency.png", dpi=100)
+    print(f"wrote {out / 'sample_efficiency.json'} and {out / 'sample_efficiency.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
