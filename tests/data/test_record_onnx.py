@@ -31,8 +31,8 @@ def linear_onnx_policy(path: Path, spec: RobotSpec, obs_names: list[str], versio
     """action [B, A] = obs [B, O] @ W + b, with robodyna's policy metadata. Gains large enough to need clipping."""
     o, a = len(obs_names), len(spec.action_names)
     rng = np.random.default_rng(0)
-    w = (rng.standard_normal((o, a)) * 0.03).astype(np.float32)
-    b = np.full(a, 0.002, np.float32)
+    w = (rng.standard_normal((o, a)) * 0.6 * spec.action_high[0]).astype(np.float32)
+    b = np.full(a, 0.04 * spec.action_high[0], np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["obs", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["action"])],
         "linear_policy",

@@ -74,7 +74,7 @@ def test_gymnasium_id_is_accepted_where_a_robot_is() -> None:
 def test_send_action_returns_the_clipped_action_actually_applied() -> None:
     with load_robot("reacher2") as robot:
         applied = robot.send_action([10.0, -10.0])
-        np.testing.assert_allclose(applied, [0.05, -0.05])
+        np.testing.assert_allclose(applied, [0.2, -0.2])
 
 
 @pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
