@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robodyna.data.batch import Batch
+from robodyna.data.ops import split_episodes
 from robodyna.data.store import EpisodeStore, StoreError
 
 if TYPE_CHECKING:
@@ -53,11 +53,7 @@ def fit_model(
     eps = [e.index for e in store.episodes()]
     if len(eps) < 2:
         raise StoreError(f"{store.root}: need >= 2 episodes (train + held-out), found {len(eps)}")
-    rng_py = random.Random(seed)
-    shuffled = eps[:]
-    rng_py.shuffle(shuffled)
-    n_val = min(len(eps) - 1, max(1, round(len(eps) * val_fraction)))
-    val_idx, train_idx = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+    train_idx, val_idx = split_episodes(eps, val_fraction, seed)
     tr = store.read()
     ep = tr.episode_index
 

@@ -83,6 +83,15 @@ def merge(sources: list[str | Path], out: str | Path, allow_different_robots: bo
     return {"out": str(out), "stores": len(stores), "episodes": n_eps, "robots": robots}
 
 
+def split_episodes(indices: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded shuffle of whole episodes into (train, validation); both non-empty. Needs >= 2 episodes."""
+    rng = random.Random(seed)
+    shuffled = indices[:]
+    rng.shuffle(shuffled)
+    n_val = min(len(indices) - 1, max(1, round(len(indices) * val_fraction)))
+    return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+
+
 def split(
     source: str | Path, out_train: str | Path, out_val: str | Path, val_fraction: float = 0.2, seed: int = 0
 ) -> dict[str, Any]:
@@ -93,12 +102,7 @@ def split(
     idx = [e.index for e in src.episodes()]
     if len(idx) < 2:
         raise StoreError(f"{src.root}: need at least 2 episodes to split, found {len(idx)}")
-    rng = random.Random(seed)
-    shuffled = idx[:]
-    rng.shuffle(shuffled)
-    n_val = min(len(idx) - 1, max(1, round(len(idx) * val_fraction)))
-    val = sorted(shuffled[:n_val])
-    train = sorted(shuffled[n_val:])
+    train, val = split_episodes(idx, val_fraction, seed)
     for out, part, name in ((out_train, train, "train"), (out_val, val, "validation")):
         m = src.meta.to_dict()
         m["extra"] = {**src.meta.extra, "split": {"of": str(src.root), "part": name, "seed": seed,
