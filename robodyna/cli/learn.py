@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--init-data", default=None, metavar="DIR",
+                   help="episode store (same robot) that warm-starts the real buffer and the model")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -67,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         res = train(cfg, name, args.run_dir, args.steps, reality=args.reality, resume=args.resume,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, init_data=args.init_data)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

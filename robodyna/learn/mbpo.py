@@ -90,11 +90,14 @@ def train(
     tensorboard: bool = True,
     max_seconds: float | None = None,
     on_eval: Callable[[dict[str, float]], bool] | None = None,
+    init_data: str | Path | None = None,
 ) -> TrainResult:
     """Train ``cfg.algo`` on ``env_name`` for ``total_steps`` real steps (or ``max_seconds`` of wall time).
 
     Checkpoints to ``run_dir/last.pt``; a run that stops early (time limit) evaluates and checkpoints first.
     ``on_eval(row)`` is called after every evaluation; returning True stops training there (after a checkpoint).
+    ``init_data`` (an episode store of the same robot and observation layout) warm-starts the real buffer and
+    the model; its transitions count towards ``start_steps`` (uniform exploration shortens accordingly).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +130,7 @@ def train(
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         step, k, evals, meta["run_id"] = st["step"], st["k"], st["evals"], st["meta"]["run_id"]
+        meta["init_transitions"] = st["meta"].get("init_transitions", 0)
         episode_seed, episode_actions, ep_return = st["episode_seed"], list(st["episode_actions"]), st["ep_return"]
         obs, _ = env.reset(seed=episode_seed)  # replay the unfinished episode to restore the simulator state
         for a in episode_actions:
@@ -136,8 +140,18 @@ def train(
                         "(non-deterministic env?); training continues from the replayed state")
         log.info("resumed %s at step %d from %s", cfg.algo, step, ckpt_path)
     else:
+        if init_data is not None:
+            n_init = load_init_data(init_data, real, spec, obs_names)
+            meta["init_data"], meta["init_transitions"] = str(init_data), n_init
+            if cfg.sac.normalize_obs and n_init > 1:
+                data = real.all()
+                agent.set_obs_normalizer(data.obs.mean(0), data.obs.std(0))
+            if model is not None and n_init >= cfg.min_real_for_model:
+                rep = model.fit(real.all(), rng)
+                log.info("model warm-started on %d transitions from %s (%d epochs)", n_init, init_data, rep.epochs)
         episode_seed = int(rng.integers(2**31 - 1))
         obs, _ = env.reset(seed=episode_seed)
+    start_steps = max(0, cfg.start_steps - int(meta.get("init_transitions", 0)))
     save_config(cfg, run_dir / "config.yaml")
     logger = RunLogger(run_dir, tensorboard=tensorboard)
 
@@ -160,7 +174,7 @@ def train(
     try:
         while step < total_steps:
             # 1. collect one real transition (uniform random actions during initial exploration)
-            action = rng.uniform(low, high).astype(np.float32) if step < cfg.start_steps else agent.act(obs, rng)
+            action = rng.uniform(low, high).astype(np.float32) if step < start_steps else agent.act(obs, rng)
             next_obs, reward, term, trunc, info = env.step(action)
             real.add(Batch.create(obs, action, reward, next_obs, term, trunc))
             episode_actions.append(action)
@@ -174,7 +188,7 @@ def train(
                 episode_seed = int(rng.integers(2**31 - 1))
                 obs, _ = env.reset(seed=episode_seed)
                 episode_actions, ep_return = [], 0.0
-            if step == cfg.start_steps and cfg.sac.normalize_obs:
+            if step == start_steps and cfg.sac.normalize_obs:
                 data = real.all()
                 agent.set_obs_normalizer(data.obs.mean(0), data.obs.std(0))
 
@@ -202,7 +216,7 @@ def train(
                 logger.text(step, "model/elites", " ".join(map(str, rep.elites)))
 
             # 3. G SAC updates on batches mixing real and model rows (MBPO §4)
-            if step >= cfg.start_steps:
+            if step >= start_steps:
                 # model rows only once the model buffer holds at least a batch (never overfit a handful of rows)
                 ratio = cfg.real_ratio if model_buf is not None and len(model_buf) >= cfg.sac.batch_size else 1.0
                 for _ in range(cfg.updates_per_step):
@@ -242,6 +256,24 @@ def train(
         env.close()
         eval_env.close()
     return TrainResult(run_dir=run_dir, steps=step, checkpoint=ckpt_path, evals=evals, agent=agent)
+
+
+def load_init_data(path: str | Path, real: ReplayBuffer, spec: Any, obs_names: list[str]) -> int:
+    """Add every transition of an episode store to ``real``; refuse a store of another robot or obs layout."""
+    from robodyna.data.store import EpisodeStore
+
+    store = EpisodeStore(path)
+    m = store.meta
+    for what, got, want in (("robot", m.robot_name, spec.name), ("obs_names", list(m.obs_names), list(obs_names)),
+                            ("action_names", list(m.action_names), list(spec.action_names))):
+        if got != want:
+            raise ValueError(f"--init-data {path}: {what} {got!r} does not match the training env's {want!r}")
+    batch = store.read().batch
+    before = len(real)
+    real.add(batch)
+    log.info("loaded %d transitions (%d episodes) from %s into the real buffer", len(real) - before,
+             len(store.episodes()), path)
+    return len(real) - before
 
 
 def agent_from_checkpoint(path: str | Path, env: gym.Env | None = None) -> tuple[SAC, dict[str, Any]]:
