@@ -23,7 +23,10 @@ class PolicyMismatchError(ValueError):
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends: a truncated or foreign file
+        raise PolicyMismatchError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -1,0 +1,38 @@
+"""The torch-free policy runner refuses files that are not robodyna ONNX policies, naming the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from robodyna.onboard.policy import OnnxPolicy, PolicyMismatchError
+
+
+def test_truncated_onnx_file_is_refused_with_its_path(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.onnx"
+    bad.write_bytes(b"\x08\x07\x12\x05torch\xff\xff\xff")
+    with pytest.raises(PolicyMismatchError, match=r"policy\.onnx: not a readable ONNX file"):
+        OnnxPolicy(bad)
+
+
+def test_onnx_without_robodyna_metadata_is_refused(tmp_path: Path) -> None:
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(PolicyMismatchError, match="not a robodyna policy .*robot_name"):
+        OnnxPolicy(path)
+
+
+def test_onboard_modules_import_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import robodyna, robodyna.onboard.policy, robodyna.onboard.safety, robodyna.robots, robodyna.data\n"
+            "import robodyna.data.record, robodyna.robots.gym_env\n"
+            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
