@@ -51,6 +51,14 @@ class Robot(ABC):
     def observe(self) -> RobotState:
         """Read the current state."""
 
+    def observe_into(self, out: np.ndarray) -> None:
+        """Write ``[qpos (n), qvel (n), ee_pos_m (3)]`` into ``out``: the control loop's allocation-free read."""
+        s = self.observe()
+        n = s.qpos.shape[0]
+        out[:n] = s.qpos
+        out[n : 2 * n] = s.qvel
+        out[2 * n : 2 * n + 3] = s.ee_pos_m
+
     @abstractmethod
     def _apply(self, action: np.ndarray) -> None:
         """Apply a checked, clamped action for one control period."""

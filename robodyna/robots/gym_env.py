@@ -50,12 +50,9 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._t = 0
 
     def _make_obs(self) -> np.ndarray:
-        s = self.robot.observe()
         n = self._n
         o = np.empty(2 * n + 6, dtype=np.float32)
-        o[:n] = s.qpos
-        o[n : 2 * n] = s.qvel
-        o[2 * n : 2 * n + 3] = s.ee_pos_m
+        self.robot.observe_into(o)
         o[2 * n + 3 :] = self._target
         return o
 

@@ -107,6 +107,7 @@ class MujocoRobot(SimRobot):
             "actuator_biasprm": m.actuator_biasprm.copy(),
         }
         self._dt = m.opt.timestep
+        self._n = len(cfg.joints)
         self._ctrl = self.data.ctrl
         self._dirty = True
         self.reset()
@@ -155,6 +156,16 @@ class MujocoRobot(SimRobot):
             self._dirty = False
         ee = d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
         return RobotState(d.qpos[self._qadr].copy(), d.qvel[self._dadr].copy(), ee.copy(), float(d.time))
+
+    def observe_into(self, out: np.ndarray) -> None:
+        d = self.data
+        if self._dirty:
+            mujoco.mj_kinematics(self.model, d)
+            self._dirty = False
+        n = self._n
+        out[:n] = d.qpos[self._qadr]
+        out[n : 2 * n] = d.qvel[self._dadr]
+        out[2 * n : 2 * n + 3] = d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
 
     def warnings(self) -> list[str]:
         """Engine warnings raised so far (e.g. instability, contact buffer overflow)."""

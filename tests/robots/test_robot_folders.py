@@ -118,3 +118,13 @@ def test_panda_position_mode_with_gravity_compensation_holds_home() -> None:
         for _ in range(100):
             robot.send_action(np.zeros(7))
         assert np.abs(robot.observe().qpos - s0.qpos).max() < 0.01
+
+
+@pytest.mark.parametrize(("name", "engine"), ROBOT_ENGINES)
+def test_observe_into_writes_exactly_what_observe_returns(name: str, engine: str) -> None:
+    with load_robot(name, engine=engine) as robot:
+        robot.send_action(np.asarray(robot.spec.action_high) * 0.5)
+        s = robot.observe()
+        out = np.full(2 * robot.spec.n_joints + 3, np.nan)
+        robot.observe_into(out)
+        np.testing.assert_array_equal(out, np.concatenate([s.qpos, s.qvel, s.ee_pos_m]))
