@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rollout-rows", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json-out", default="ensemble_speed.json")
+    ap.add_argument("--json-out", default="out/ensemble_speed.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     o, a, cfg = args.obs_dim, args.act_dim, EnsembleConfig()
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rollout transitions/s ({rows} rows): grouped {roll_grouped:,.0f} | member loop {roll_loop:,.0f} "
           f"(ratio {res['rollout_ratio_vs_member_loop']:.2f}x) | all members on all rows {roll_all:,.0f} "
           f"(ratio {res['rollout_ratio_vs_all_members']:.2f}x)")
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.json_out}")
     return 0

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--updates", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json-out", default="sac_speed.json")
+    ap.add_argument("--json-out", default="out/sac_speed.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     env = gym.make(args.env)
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
           f"updates/s | ratio {res['ratio']:.2f}x")
     print(f"robodyna SAC with sac.bf16_hidden=true: {res['robodyna_bf16_hidden_updates_per_s']:.1f} updates/s | "
           f"ratio {res['ratio_bf16_hidden']:.2f}x")
+    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.json_out}")
     return 0
