@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +100,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             from robodyna.onboard.policy import OnnxPolicy
 
             onnx_policy = OnnxPolicy(path, spec_for_env(env), obs_names_for_env(env))
-            policy = onnx_policy
+            policy: Callable[[Any], Any] = onnx_policy
         else:
             agent, _ = agent_from_checkpoint(path, env)
 
-            def policy(o: Any) -> Any:
+            def agent_policy(o: Any) -> Any:
                 return agent.act(o, deterministic=True)
+
+            policy = agent_policy
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -54,6 +54,11 @@ def _trunc_normal(shape: tuple[int, ...], std: float, gen: torch.Generator) -> t
 class EnsembleNet(nn.Module):
     """E parallel MLPs (SiLU) as batched matmuls; ``forward`` takes raw inputs ``[E, N, in]``."""
 
+    in_mean: torch.Tensor  # registered buffers (declared for type checkers)
+    in_std: torch.Tensor
+    out_mean: torch.Tensor
+    out_std: torch.Tensor
+
     def __init__(self, in_dim: int, out_dim: int, cfg: EnsembleConfig, gen: torch.Generator) -> None:
         super().__init__()
         e, h = cfg.n_members, cfg.hidden
@@ -105,7 +110,7 @@ class EnsembleNet(nn.Module):
 
     def member_modules(self) -> list[nn.Module]:
         """Separate plain ``nn.Sequential`` copies of each member (normalisation folded out; for tests/benchmarks)."""
-        mods = []
+        mods: list[nn.Module] = []
         for m in range(self.n_members):
             layers: list[nn.Module] = []
             for i, (w, b) in enumerate(zip(self.weights, self.biases)):

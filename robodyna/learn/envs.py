@@ -7,7 +7,7 @@ plain Gymnasium ids get a synthesised spec (engine ``"gymnasium"``) and the func
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -69,7 +69,7 @@ def spec_for_env(env: gym.Env) -> RobotSpec:
 def obs_names_for_env(env: gym.Env) -> list[str]:
     """Observation names from the env (``obs_names`` attribute) or ``obs0..obsN``."""
     names = getattr(env.unwrapped, "obs_names", None)
-    dim = int(np.prod(env.observation_space.shape))
+    dim = int(np.prod(cast(tuple[int, ...], env.observation_space.shape)))
     if names is not None and len(names) == dim:
         return [str(n) for n in names]
     return [f"obs{i}" for i in range(dim)]

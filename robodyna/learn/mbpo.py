@@ -53,11 +53,12 @@ def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[s
     for _ in range(episodes):
         obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
         rows: list[Batch] = []
-        total, done, info = 0.0, False, {}
+        total, done = 0.0, False
+        info: dict[str, Any] = {}
         while not done:
             action = np.asarray(policy(np.asarray(obs, np.float32)), dtype=np.float32)
             nxt, r, term, trunc, info = env.step(action)
-            rows.append(Batch.create(obs, action, r, nxt, term, trunc))
+            rows.append(Batch.create(obs, action, float(r), nxt, term, trunc))
             total += float(r)
             obs, done = nxt, bool(term or trunc)
         returns.append(total)
@@ -117,7 +118,7 @@ def train(
     real = ReplayBuffer(cfg.real_buffer_size, obs_dim, act_dim, name="real buffer")
     k = cfg.rollout_length(0)
     model_buf = ReplayBuffer(cfg.model_buffer_size(k), obs_dim, act_dim, name="model buffer") if model else None
-    meta = {"robot_spec": spec.to_json(), "obs_names": obs_names, "env": env_name, "reality": reality,
+    meta: dict[str, Any] = {"robot_spec": spec.to_json(), "obs_names": obs_names, "env": env_name, "reality": reality,
             "algo": cfg.algo, "run_id": uuid.uuid4().hex[:12]}
     step, episode_seed, episode_actions, ep_return, evals = 0, 0, [], 0.0, []
     if resume and ckpt_path.exists():
@@ -176,7 +177,7 @@ def train(
             # 1. collect one real transition (uniform random actions during initial exploration)
             action = rng.uniform(low, high).astype(np.float32) if step < start_steps else agent.act(obs, rng)
             next_obs, reward, term, trunc, info = env.step(action)
-            real.add(Batch.create(obs, action, reward, next_obs, term, trunc))
+            real.add(Batch.create(obs, action, float(reward), next_obs, term, trunc))
             episode_actions.append(action)
             ep_return += float(reward)
             step += 1

@@ -97,7 +97,7 @@ def k_step_model_error(
     model follows the recorded actions with its mean prediction (random elite per row per step).
     Returns ``[k]`` (NaN where no trajectory is long enough).
     """
-    sq = [[] for _ in range(k)]
+    sq: list[list[np.ndarray]] = [[] for _ in range(k)]
     for ep in episodes:
         t_max = len(ep) - k
         if t_max < 0:

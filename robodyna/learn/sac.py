@@ -36,6 +36,9 @@ class DivergenceError(FloatingPointError):
 class Actor(nn.Module):
     """obs (raw) -> (mean, log_std) of the pre-tanh Gaussian; obs normalisation inside."""
 
+    obs_mean: torch.Tensor  # registered buffers (declared for type checkers)
+    obs_std: torch.Tensor
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int) -> None:
         super().__init__()
         dims = [obs_dim] + [hidden] * layers
@@ -67,6 +70,9 @@ class Actor(nn.Module):
 
 class DeterministicPolicy(nn.Module):
     """Exportable: raw obs ``[B, O]`` -> deterministic action in physical units ``[B, A]``."""
+
+    scale: torch.Tensor  # registered buffers (declared for type checkers)
+    offset: torch.Tensor
 
     def __init__(self, actor: Actor, low: np.ndarray, high: np.ndarray) -> None:
         super().__init__()
@@ -147,8 +153,8 @@ class SAC:
         if cfg.auto_alpha:
             params.append({"params": [self.log_alpha]})
         self.optim = torch.optim.Adam(params, lr=cfg.lr, fused=True)
-        self._online = list(self.critic.parameters())
-        self._target = list(self.critic_target.parameters())
+        self._online: list[torch.Tensor] = list(self.critic.parameters())
+        self._target: list[torch.Tensor] = list(self.critic_target.parameters())
         self.n_updates = 0
 
     # ------------------------------------------------------------------ helpers
