@@ -81,11 +81,12 @@ class PybulletRobot(SimRobot):
             self._nominal_dyn[i] = (d[0], d[2], d[8])  # mass, local inertia diagonal, joint damping
         self._gravity = np.zeros(len(self._idx))
         self._target = np.zeros(len(self._idx))
+        self._cid = c._client  # hot paths call pybullet directly: BulletClient builds a partial on every call
         self.reset()
 
     # -- engine primitives --------------------------------------------------------------------------------
     def _read(self) -> tuple[np.ndarray, np.ndarray]:
-        states = self.client.getJointStates(self.body, self._idx)
+        states = p.getJointStates(self.body, self._idx, physicsClientId=self._cid)
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
     def _set_command(self, mode: str, target: np.ndarray) -> None:
@@ -105,17 +106,17 @@ class PybulletRobot(SimRobot):
         return np.clip(self.gain * u, -self.tau_max, self.tau_max)
 
     def _step_physics(self, n: int) -> None:
-        c, body, idx = self.client, self.body, self._idx
+        cid, body, idx = self._cid, self.body, self._idx
         if self.spec.action_mode == "torque":
             tau = np.clip(self.gain * self._target, -self.tau_max, self.tau_max) + self._gravity
-            c.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist())
+            p.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist(), physicsClientId=cid)
             for _ in range(n):
-                c.stepSimulation()
+                p.stepSimulation(physicsClientId=cid)
             return
         for _ in range(n):
             tau = self._pd() + self._gravity
-            c.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist())
-            c.stepSimulation()
+            p.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist(), physicsClientId=cid)
+            p.stepSimulation(physicsClientId=cid)
 
     def perturb(self, scale: DynamicsScale) -> None:
         c = self.client
@@ -156,7 +157,7 @@ class PybulletRobot(SimRobot):
 
     def observe(self) -> RobotState:
         q, qd = self._read()
-        ee = self.client.getLinkState(self.body, self._ee, computeForwardKinematics=True)[4]
+        ee = p.getLinkState(self.body, self._ee, computeForwardKinematics=True, physicsClientId=self._cid)[4]
         return RobotState(q, qd, np.asarray(ee, dtype=np.float64), self._time)
 
     def warnings(self) -> list[str]:
