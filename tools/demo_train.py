@@ -14,7 +14,7 @@ import torch
 
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import make_env
-from robodyna.learn.mbpo import evaluate, train
+from robodyna.learn.mbpo import evaluate, format_eval, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +51,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.minutes:g} min MBPO budget")
     summary = {}
     for name, ev in rows.items():
-        line = f"  {name:28s} return {ev['mean_return']:8.3f} ± {ev['std_return']:.3f}"
-        if "mean_final_distance_m" in ev:
-            line += f" | final distance {100 * ev['mean_final_distance_m']:.2f} cm"
-        if "success_rate" in ev:
-            line += f" | success {100 * ev['success_rate']:.0f}%"
-        print(line)
+        print(f"  {name:28s} {format_eval(ev)}")
         summary[name] = {k: v for k, v in ev.items() if k != "trajectories"}
     (run / "demo.json").write_text(json.dumps(summary, indent=2))
 

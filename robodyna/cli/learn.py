@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env
-    from robodyna.learn.mbpo import agent_from_checkpoint, evaluate
+    from robodyna.learn.mbpo import agent_from_checkpoint, evaluate, format_eval
 
     name = args.robot or args.env
     env = make_env(name, reality=args.reality)
@@ -117,12 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res))
     else:
-        line = f"{name}: return {res['mean_return']:.3f} ± {res['std_return']:.3f} over {args.episodes} episodes"
-        if "mean_final_distance_m" in res:
-            line += f"; final distance {res['mean_final_distance_m'] * 100:.2f} cm"
-        if "success_rate" in res:
-            line += f"; success {res['success_rate'] * 100:.0f}%"
-        print(line)
+        print(f"{name}, {args.episodes} episodes: {format_eval(res)}")
     return 0
 
 

@@ -8,13 +8,12 @@ the ratios, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_json  # tools/bench/ is on sys.path when run as a script
 
 from robodyna.data.batch import Batch
 from robodyna.learn.config import EnsembleConfig
@@ -118,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rollout transitions/s ({rows} rows): grouped {roll_grouped:,.0f} | member loop {roll_loop:,.0f} "
           f"(ratio {res['rollout_ratio_vs_member_loop']:.2f}x) | all members on all rows {roll_all:,.0f} "
           f"(ratio {res['rollout_ratio_vs_all_members']:.2f}x)")
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {args.json_out}")
+    write_json(args.json_out, res)
     return 0
 
 

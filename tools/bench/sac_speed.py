@@ -7,13 +7,12 @@ prints updates/s for each and the ratio, writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _common import write_json  # tools/bench/ is on sys.path when run as a script
 
 from robodyna.data.batch import Batch
 from robodyna.learn.buffers import ReplayBuffer
@@ -96,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
           f"updates/s | ratio {res['ratio']:.2f}x")
     print(f"robodyna SAC with sac.bf16_hidden=true: {res['robodyna_bf16_hidden_updates_per_s']:.1f} updates/s | "
           f"ratio {res['ratio_bf16_hidden']:.2f}x")
-    Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {args.json_out}")
+    write_json(args.json_out, res)
     return 0
 
 
