@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robodyna.config import save_config
+from robodyna.data.record import make_policy
 from robodyna.robots import RobotError, list_realities, list_robots, load_reality, load_robot, robot_folder
 from robodyna.robots.spec import load_robot_config
 
@@ -69,23 +70,11 @@ def cmd_robots_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def make_policy(spec_name: str, env: object, seed: int):  # type: ignore[no-untyped-def]
-    """``random`` or a path to an ONNX policy (verified against the env's robot spec)."""
-    space = env.action_space  # type: ignore[attr-defined]
-    if spec_name == "random":
-        space.seed(seed)
-        return lambda obs: space.sample()
-    from robodyna.onboard.policy import OnnxPolicy
-
-    expected = getattr(getattr(env, "unwrapped", env), "robot_spec", None)
-    return OnnxPolicy(spec_name, expected_spec=expected)
-
-
 def cmd_sim(args: argparse.Namespace) -> int:
     from robodyna import make_env
 
     env = make_env(args.robot, args.task, args.reality, seed=args.seed, overrides=args.overrides, engine=args.engine)
-    policy = make_policy(args.policy, env, args.seed)
+    policy, _, _ = make_policy(args.policy, env, args.seed)
     obs, _ = env.reset(seed=args.seed)
     rewards, finals, successes = [], [], []
     t0 = time.perf_counter()
@@ -132,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sim", help="run a policy on a simulated robot and print steps/s and reward")
     add_common(p)
-    p.add_argument("--policy", default="random", help="random | PATH.onnx")
+    p.add_argument("--policy", default="random", help="random | scripted | PATH.onnx")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--run-dir", default=None, help="save the resolved config and results here")
     p.set_defaults(func=cmd_sim)

@@ -57,7 +57,9 @@ def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray]
     from robodyna.onboard.policy import OnnxPolicy
 
     u = env.unwrapped
-    p = OnnxPolicy(path, expected_spec=u.robot_spec, expected_obs_names=list(u.obs_names))
+    names = getattr(u, "obs_names", None)  # a plain Gymnasium env has no robot spec to check against
+    p = OnnxPolicy(path, expected_spec=getattr(u, "robot_spec", None),
+                   expected_obs_names=list(names) if names is not None else None)
     try:
         version = int(p.policy_version or 0)
     except ValueError:

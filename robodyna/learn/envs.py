@@ -17,12 +17,7 @@ from robodyna.robots.spec import RobotSpec
 
 
 def make_env(name: str, reality: str | None = None, seed: int | None = None, task: str = "reach") -> gym.Env:
-    """A robodyna robot (via :func:`robodyna.make_env`) or a registered Gymnasium id."""
-    if name in gym.registry and reality is None:
-        env = gym.make(name)
-        if seed is not None:
-            env.reset(seed=seed)
-        return env
+    """A robodyna robot or a registered Gymnasium id: :func:`robodyna.make_env` handles both."""
     import robodyna
 
     return robodyna.make_env(name, task=task, reality=reality, seed=seed)

@@ -84,8 +84,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         applied = self.robot.send_action(action)
         obs = self._make_obs()
         fns = self.task_fns
-        reward, dist = fns.step_values(applied, obs)
-        terminated = False  # reach never terminates early (ReachFns.terminated)
+        reward, terminated, dist = fns.step_values(applied, obs)
         self._t += 1
         truncated = self._t >= self.task_cfg.episode_steps
         info: dict[str, Any] = {"applied_action": applied, "distance_m": dist}

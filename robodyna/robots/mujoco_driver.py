@@ -149,23 +149,24 @@ class MujocoRobot(SimRobot):
         self._dirty = False
         return self.observe()
 
-    def observe(self) -> RobotState:
+    def _ee_pos(self) -> np.ndarray:
+        """End-effector position (a view into mjData), after updating kinematics if the state changed."""
         d = self.data
         if self._dirty:
             mujoco.mj_kinematics(self.model, d)
             self._dirty = False
-        ee = d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
+        return d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
+
+    def observe(self) -> RobotState:
+        d = self.data
+        ee = self._ee_pos()
         return RobotState(d.qpos[self._qadr].copy(), d.qvel[self._dadr].copy(), ee.copy(), float(d.time))
 
     def observe_into(self, out: np.ndarray) -> None:
-        d = self.data
-        if self._dirty:
-            mujoco.mj_kinematics(self.model, d)
-            self._dirty = False
-        n = self._n
+        d, n = self.data, self._n
+        out[2 * n : 2 * n + 3] = self._ee_pos()
         out[:n] = d.qpos[self._qadr]
         out[n : 2 * n] = d.qvel[self._dadr]
-        out[2 * n : 2 * n + 3] = d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
 
     def warnings(self) -> list[str]:
         """Engine warnings raised so far (e.g. instability, contact buffer overflow)."""

@@ -51,12 +51,16 @@ class ReachFns:
     def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         return np.zeros(np.asarray(next_obs).shape[:-1], dtype=bool)
 
-    def step_values(self, action: np.ndarray, next_obs: np.ndarray) -> tuple[float, float]:
-        """(reward, distance) of one transition with scalar math: same values as :meth:`reward`, for env.step."""
+    def step_values(self, action: np.ndarray, next_obs: np.ndarray) -> tuple[float, bool, float]:
+        """(reward, terminated, distance) of one transition with scalar math, for env.step.
+
+        Same values as :meth:`reward` and :meth:`terminated` (reach never terminates early), without the
+        per-call numpy overhead of the vectorised versions.
+        """
         i = 2 * self.n_joints
         d = math.dist(next_obs[i : i + 3].tolist(), next_obs[i + 3 : i + 6].tolist())
         cost = sum((a / h) ** 2 for a, h in zip(action.tolist(), self.action_high))
-        return float(np.float32(-d - self.action_cost * cost)), d
+        return float(np.float32(-d - self.action_cost * cost)), False, d
 
     def success(self, obs: np.ndarray) -> np.ndarray:
         return self.distance(obs) < self.tolerance_m
