@@ -40,6 +40,8 @@ class Robot(ABC):
         self.spec = spec
         self._low = spec.action_low_array
         self._high = spec.action_high_array
+        self._act_dim = spec.act_dim
+        self._where = f"{spec.name}.send_action"
 
     @abstractmethod
     def reset(
@@ -65,8 +67,7 @@ class Robot(ABC):
 
     def send_action(self, action: object) -> np.ndarray:
         """Check, clamp and apply ``action``; returns the action actually applied (physical units)."""
-        a = check_action(action, self.spec.act_dim, where=f"{self.spec.name}.send_action")
-        a = clamp(a, self._low, self._high)
+        a = clamp(check_action(action, self._act_dim, where=self._where), self._low, self._high)
         self._apply(a)
         return a
 

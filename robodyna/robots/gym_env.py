@@ -45,15 +45,17 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._base = np.asarray(cfg.engines[spec.engine].base_position_m) if spec.engine in cfg.engines else 0.0
         self._sim = inner
         self._n = n
+        self._obs_dim = 2 * n + 6
+        self._target_at = 2 * n + 3
+        self._episode_steps = self.task_cfg.episode_steps
         self._obs = np.zeros(2 * n + 6, dtype=np.float32)
         self._target = np.zeros(3)
         self._t = 0
 
     def _make_obs(self) -> np.ndarray:
-        n = self._n
-        o = np.empty(2 * n + 6, dtype=np.float32)
+        o = np.empty(self._obs_dim, dtype=np.float32)
         self.robot.observe_into(o)
-        o[2 * n + 3 :] = self._target
+        o[self._target_at :] = self._target
         return o
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -86,13 +88,13 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         fns = self.task_fns
         reward, terminated, dist = fns.step_values(applied, obs)
         self._t += 1
-        truncated = self._t >= self.task_cfg.episode_steps
+        truncated = self._t >= self._episode_steps
         info: dict[str, Any] = {"applied_action": applied, "distance_m": dist}
         if terminated or truncated:
             info["final_distance_m"] = dist
             info["is_success"] = dist < fns.tolerance_m
-        self._obs = obs
-        return obs.copy(), reward, terminated, truncated, info
+        self._obs = obs  # a fresh array every step, never written again: no defensive copy needed
+        return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
         self.robot.close()

@@ -82,6 +82,11 @@ class PybulletRobot(SimRobot):
         self._gravity = np.zeros(len(self._idx))
         self._target = np.zeros(len(self._idx))
         self._cid = c._client  # hot paths call pybullet directly: BulletClient builds a partial on every call
+        self._n = len(self._idx)
+        self._tau_max_list = self.tau_max.tolist()
+        self._gravity_comp = cfg.gains.gravity_compensation
+        self._grav_rows = [self._movable.index(i) for i in self._idx]
+        self._kp_list, self._kd_list = self.kp.tolist(), self.kd.tolist()
         self.reset()
 
     # -- engine primitives --------------------------------------------------------------------------------
@@ -91,31 +96,35 @@ class PybulletRobot(SimRobot):
 
     def _set_command(self, mode: str, target: np.ndarray) -> None:
         self._target = np.asarray(target, dtype=np.float64)
-        if self.cfg.gains.gravity_compensation:
-            qs = [s[0] for s in self.client.getJointStates(self.body, self._movable)]
+        if self._gravity_comp:
+            cid = self._cid
+            qs = [s[0] for s in p.getJointStates(self.body, self._movable, physicsClientId=cid)]
             zeros = [0.0] * len(qs)
-            g = np.asarray(self.client.calculateInverseDynamics(self.body, qs, zeros, zeros))
-            self._gravity = g[[self._movable.index(i) for i in self._idx]]
-
-    def _pd(self) -> np.ndarray:
-        q, qd = self._read()
-        if self.spec.action_mode == "joint_velocity":
-            u = self.kd * (self._target - qd)
-        else:
-            u = self.kp * (self._target - q) - self.kd * qd
-        return np.clip(self.gain * u, -self.tau_max, self.tau_max)
+            g = p.calculateInverseDynamics(self.body, qs, zeros, zeros, physicsClientId=cid)
+            self._gravity = np.array([g[k] for k in self._grav_rows])
 
     def _step_physics(self, n: int) -> None:
-        cid, body, idx = self._cid, self.body, self._idx
-        if self.spec.action_mode == "torque":
-            tau = np.clip(self.gain * self._target, -self.tau_max, self.tau_max) + self._gravity
-            p.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist(), physicsClientId=cid)
+        # Python floats throughout: for a handful of joints they are several times cheaper than numpy calls,
+        # and the PD modes run this once per physics substep.
+        cid, body, idx, g = self._cid, self.body, self._idx, self.gain
+        target, grav, tmax = self._target.tolist(), self._gravity.tolist(), self._tau_max_list
+        torque = p.TORQUE_CONTROL
+        if self._mode == "torque":
+            tau = [min(max(g * t, -m), m) + gc for t, m, gc in zip(target, tmax, grav)]
+            p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
             for _ in range(n):
                 p.stepSimulation(physicsClientId=cid)
             return
+        kp, kd = self._kp_list, self._kd_list
+        velocity_mode = self._mode == "joint_velocity"
         for _ in range(n):
-            tau = self._pd() + self._gravity
-            p.setJointMotorControlArray(body, idx, p.TORQUE_CONTROL, forces=tau.tolist(), physicsClientId=cid)
+            states = p.getJointStates(body, idx, physicsClientId=cid)
+            if velocity_mode:
+                u = [d * (t - s[1]) for s, t, d in zip(states, target, kd)]
+            else:
+                u = [k * (t - s[0]) - d * s[1] for s, t, k, d in zip(states, target, kp, kd)]
+            tau = [min(max(g * v, -m), m) + gc for v, m, gc in zip(u, tmax, grav)]
+            p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
             p.stepSimulation(physicsClientId=cid)
 
     def perturb(self, scale: DynamicsScale) -> None:
@@ -141,19 +150,34 @@ class PybulletRobot(SimRobot):
     ) -> RobotState:
         q = self.home if qpos is None else np.asarray(qpos, dtype=np.float64)
         qd = np.zeros_like(q) if qvel is None else np.asarray(qvel, dtype=np.float64)
-        for k, i in enumerate(self._idx):
-            self.client.resetJointState(self.body, i, float(q[k]), float(qd[k]))
+        cid, body = self._cid, self.body
+        for i, qi, qdi in zip(self._idx, q.tolist(), qd.tolist()):
+            p.resetJointState(body, i, qi, qdi, physicsClientId=cid)
         for i in self._passive:
-            self.client.resetJointState(self.body, i, 0.0, 0.0)
-            self.client.setJointMotorControl2(self.body, i, p.POSITION_CONTROL, targetPosition=0.0, force=20.0)
+            p.resetJointState(body, i, 0.0, 0.0, physicsClientId=cid)
+            p.setJointMotorControl2(body, i, p.POSITION_CONTROL, targetPosition=0.0, force=20.0, physicsClientId=cid)
         self._time = 0.0
-        self._target = q.copy() if self.spec.action_mode == "joint_position_delta" else np.zeros_like(q)
+        self._target = q.copy() if self._mode == "joint_position_delta" else np.zeros_like(q)
         self._gravity = np.zeros_like(q)
         return self.observe()
 
     def _apply(self, action: np.ndarray) -> None:
-        super()._apply(action)
+        if self._mode == "joint_position_delta":
+            q = np.array([s[0] for s in p.getJointStates(self.body, self._idx, physicsClientId=self._cid)])
+            self._set_command(self._mode, np.clip(q + action, self.q_low, self.q_high))
+        else:
+            self._set_command(self._mode, action)
+        self._step_physics(self.decimation)
         self._time += self.decimation * self._dt * self.timestep_scale
+
+    def observe_into(self, out: np.ndarray) -> None:
+        n = self._n
+        states = p.getJointStates(self.body, self._idx, physicsClientId=self._cid)
+        out[:n] = [s[0] for s in states]
+        out[n : 2 * n] = [s[1] for s in states]
+        out[2 * n : 2 * n + 3] = p.getLinkState(
+            self.body, self._ee, computeForwardKinematics=True, physicsClientId=self._cid
+        )[4]
 
     def observe(self) -> RobotState:
         q, qd = self._read()

@@ -43,6 +43,7 @@ class SimRobot(Robot):
         self.kd = np.broadcast_to(np.asarray(cfg.gains.kd, dtype=np.float64), (n,)).copy()
         self.gain = 1.0
         self.timestep_scale = 1.0
+        self._mode = cfg.action_mode
 
     # -- engine primitives ------------------------------------------------------------------------------
     @abstractmethod
@@ -63,7 +64,7 @@ class SimRobot(Robot):
 
     # -- Robot ----------------------------------------------------------------------------------------------
     def _apply(self, action: np.ndarray) -> None:
-        mode = self.spec.action_mode
+        mode = self._mode
         if mode == "joint_position_delta":
             q = self.observe().qpos
             target = np.clip(q + action, self.q_low, self.q_high)

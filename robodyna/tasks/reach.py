@@ -58,8 +58,13 @@ class ReachFns:
         per-call numpy overhead of the vectorised versions.
         """
         i = 2 * self.n_joints
-        d = math.dist(next_obs[i : i + 3].tolist(), next_obs[i + 3 : i + 6].tolist())
-        cost = sum((a / h) ** 2 for a, h in zip(action.tolist(), self.action_high))
+        o = next_obs.tolist()
+        dx, dy, dz = o[i] - o[i + 3], o[i + 1] - o[i + 4], o[i + 2] - o[i + 5]
+        d = math.sqrt(dx * dx + dy * dy + dz * dz)
+        cost = 0.0
+        for a, h in zip(action.tolist(), self.action_high):
+            a /= h
+            cost += a * a
         return float(np.float32(-d - self.action_cost * cost)), False, d
 
     def success(self, obs: np.ndarray) -> np.ndarray:
