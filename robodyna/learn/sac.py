@@ -5,11 +5,10 @@
   (default ``-|A|``; Haarnoja et al. 2018b §5).
 * Tanh-squashed Gaussian actor; the env sees actions scaled to its Box bounds (physical units), the networks
   see ``[-1, 1]``. Observation normalisation lives inside the actor so the exported graph takes raw obs.
-* Optional ``bf16_hidden``: hidden-layer matmuls in bfloat16 (fp32 accumulate, fp32 Q/actor output layers and
-  master weights) for CPUs with AVX512-BF16/AMX; off by default (fp32 everywhere).
-* One backward pass and one optimiser step per update: the critic loss, the actor loss (through a critic whose
-  weights are detached, i.e. the simultaneous-gradient form of the original SAC algorithm) and the α loss touch
-  disjoint parameters, so their sum gives exactly each loss's gradient.
+* The losses and their gradients come from :mod:`robodyna.learn.sac_grad` (backward written by hand, checked
+  against autograd in the tests); one fused Adam step updates critic, actor and α together.
+* Optional ``bf16_hidden``: hidden×hidden matmuls with bfloat16 operands (fp32 accumulation, results, master
+  weights) for CPUs with AVX512-BF16/AMX; off by default (fp32 everywhere).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ from torch import nn
 
 from robodyna.data.batch import Batch
 from robodyna.learn.config import SACConfig
-
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+from robodyna.learn.sac_grad import LOG_STD_MAX, LOG_STD_MIN, Nets, sac_grads
 
 
 class DivergenceError(FloatingPointError):
@@ -54,15 +52,14 @@ class Actor(nn.Module):
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
 
-    def forward_normalized(self, obs_n: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        if bf16:  # hidden layers in bfloat16 (fp32 accumulation), output layer in float32
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                h = self.trunk(obs_n)
-            h = h.float()
-        else:
-            h = self.trunk(obs_n)
-        mean, log_std = self.head(h).split(self.act_dim, dim=-1)
+    def forward_normalized(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.head(self.trunk(obs_n)).split(self.act_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) of each hidden layer, then of the head."""
+        lin = [m for m in self.trunk if isinstance(m, nn.Linear)] + [self.head]
+        return [(m.weight, m.bias) for m in lin]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_normalized(self.normalize(obs))
@@ -99,18 +96,17 @@ class TwinCritic(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(n, 1, dout).uniform_(-bound, bound)))
         self.n = n
 
-    def forward(self, x: torch.Tensor, detach: bool = False, bf16: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.unsqueeze(0).expand(self.n, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if detach:
-                w, b = w.detach(), b.detach()
+            h = torch.baddbmm(b, h, w)
             if i < last:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    h = F.relu(torch.baddbmm(b, h, w))
-            else:  # the Q output layer always in float32
-                h = torch.baddbmm(b, h.float(), w)
+                h = F.relu(h)
         return h.squeeze(-1)
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(zip(self.weights, self.biases))
 
 
 @dataclass
@@ -146,15 +142,14 @@ class SAC:
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)), requires_grad=cfg.auto_alpha)
         self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
-        params: list[dict[str, Any]] = [
-            {"params": list(self.critic.parameters())},
-            {"params": list(self.actor.parameters())},
-        ]
+        # One parameter group (same lr for all): the optimiser's per-group bookkeeping is per-step overhead.
+        params = [*self.critic.parameters(), *self.actor.parameters()]
         if cfg.auto_alpha:
-            params.append({"params": [self.log_alpha]})
+            params.append(self.log_alpha)
         self.optim = torch.optim.Adam(params, lr=cfg.lr, fused=True)
         self._online: list[torch.Tensor] = list(self.critic.parameters())
         self._target: list[torch.Tensor] = list(self.critic_target.parameters())
+        self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(), cfg.bf16_hidden)
         self.n_updates = 0
 
     # ------------------------------------------------------------------ helpers
@@ -171,17 +166,6 @@ class SAC:
 
     def deterministic_policy(self) -> DeterministicPolicy:
         return DeterministicPolicy(self.actor, self.low, self.high)
-
-    def _sample(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised tanh-Gaussian sample in [-1, 1] and its log-probability (SAC App. C)."""
-        mean, log_std = self.actor.forward_normalized(obs_n, bf16=self.cfg.bf16_hidden)
-        std = log_std.exp()
-        eps = torch.randn_like(mean)
-        u = mean + std * eps
-        a = torch.tanh(u)
-        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        logp = logp - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
-        return a, logp
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False) -> np.ndarray:
@@ -201,45 +185,37 @@ class SAC:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One SAC gradient step on ``batch`` (physical actions). Returns detached loss tensors."""
         cfg = self.cfg
-        bf16 = cfg.bf16_hidden
-        obs = torch.from_numpy(batch.obs)
-        nxt = torch.from_numpy(batch.next_obs)
-        act = self.to_unit(torch.from_numpy(batch.action))
-        rew = torch.from_numpy(batch.reward)
-        notdone = 1.0 - torch.from_numpy(batch.terminated).float()
-        obs_n = self.actor.normalize(obs)
-        nxt_n = self.actor.normalize(nxt)
-        log_alpha = self.log_alpha
-        alpha = log_alpha.detach().exp()
         with torch.no_grad():
-            a_next, logp_next = self._sample(nxt_n)
-            q_next = self.critic_target(torch.cat([nxt_n, a_next], dim=-1), bf16=bf16).min(dim=0).values
-            target = rew + cfg.gamma * notdone * (q_next - alpha * logp_next)
-        q = self.critic(torch.cat([obs_n, act], dim=-1), bf16=bf16)
-        critic_loss = 0.5 * (q - target).pow(2).mean(dim=1).sum()
-        a_pi, logp = self._sample(obs_n)
-        q_pi = self.critic(torch.cat([obs_n, a_pi], dim=-1), detach=True, bf16=bf16).min(dim=0).values
-        actor_loss = (alpha * logp - q_pi).mean()
-        loss = critic_loss + actor_loss
-        if cfg.auto_alpha:
-            alpha_loss = -(log_alpha * (logp.detach() + self.target_entropy)).mean()
-            loss = loss + alpha_loss
-        else:
-            alpha_loss = torch.zeros(())
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
+            obs = torch.from_numpy(batch.obs)
+            nxt = torch.from_numpy(batch.next_obs)
+            act = self.to_unit(torch.from_numpy(batch.action))
+            rew = torch.from_numpy(batch.reward)
+            notdone = 1.0 - torch.from_numpy(batch.terminated).float()
+            n, a = obs.shape[0], self.act_dim
+            eps = torch.randn(2, n, a)
+            g = sac_grads(
+                self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone, self.actor.normalize(nxt),
+                eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha,
+            )
+            for (w, b), (gw, gb) in zip(self._nets.critic, g.critic):
+                w.grad, b.grad = gw, gb
+            for (w, b), (gw, gb) in zip(self._nets.actor, g.actor):
+                w.grad, b.grad = gw, gb
+            if g.log_alpha is not None:
+                self.log_alpha.grad = g.log_alpha.reshape(())
+            alpha = self.log_alpha.exp()
         self.optim.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target, self._online, cfg.tau)
         self.n_updates += 1
         return {
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
+            "critic_loss": g.critic_loss,
+            "actor_loss": g.actor_loss,
+            "alpha_loss": g.alpha_loss,
             "alpha": alpha,
-            "q_mean": q.detach().mean(),
-            "q_max_abs": q.detach().abs().max(),
-            "entropy": -logp.detach().mean(),
+            "q_mean": g.q.mean(),
+            "q_max_abs": g.q.abs().max(),
+            "entropy": -g.logp.mean(),
         }
 
     # ------------------------------------------------------------------ state

@@ -1,0 +1,108 @@
+"""The hand-written SAC backward (robodyna.learn.sac_grad) against torch autograd on the same losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robodyna.learn.config import SACConfig
+from robodyna.learn.sac import SAC
+from robodyna.learn.sac_grad import Nets, sac_grads
+
+
+def _autograd_reference(agent: SAC, log_alpha: torch.Tensor, inputs: dict, target_entropy: float) -> dict:
+    """The SAC losses written the textbook way, differentiated by autograd."""
+    obs_n, act, rew, notdone, nxt_n = (inputs[k] for k in ("obs_n", "act", "rew", "notdone", "nxt_n"))
+    la = torch.nn.Parameter(log_alpha.clone())
+    alpha = la.detach().exp()
+
+    def sample(x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = agent.actor.forward_normalized(x)
+        u = mean + log_std.exp() * eps
+        logp = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)  # −Σ log(1 − tanh²u)
+        return torch.tanh(u), logp
+
+    with torch.no_grad():
+        a_next, logp_next = sample(nxt_n, inputs["eps_next"])
+        q_next = agent.critic_target(torch.cat([nxt_n, a_next], -1)).min(0).values
+        target = rew + 0.99 * notdone * (q_next - alpha * logp_next)
+    critic_loss = 0.5 * (agent.critic(torch.cat([obs_n, act], -1)) - target).pow(2).mean(1).sum()
+    a_pi, logp = sample(obs_n, inputs["eps_pi"])
+    frozen = [p.detach() for p in agent.critic.parameters()]
+    h = torch.cat([obs_n, a_pi], -1).unsqueeze(0).expand(2, -1, -1)
+    n_layers = len(frozen) // 2
+    for i in range(n_layers):
+        h = torch.baddbmm(frozen[n_layers + i], h, frozen[i])
+        h = F.relu(h) if i < n_layers - 1 else h
+    actor_loss = (alpha * logp - h.squeeze(-1).min(0).values).mean()
+    alpha_loss = -(la * (logp.detach() + target_entropy)).mean()
+    for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
+        p.grad = None
+    (critic_loss + actor_loss + alpha_loss).backward()
+    return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "log_alpha": la.grad,
+            "critic": [(w.grad, b.grad) for w, b in agent.critic.layers()],
+            "actor": [(w.grad, b.grad) for w, b in agent.actor.layers()]}
+
+
+@pytest.fixture
+def agent_and_inputs() -> tuple[SAC, dict]:
+    torch.manual_seed(0)
+    obs_dim, act_dim, batch = 10, 2, 256
+    agent = SAC(obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), SACConfig(), seed=0)
+    with torch.no_grad():  # make the target differ from the online critic, as it does after the first update
+        for p in agent.critic_target.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    inputs = {
+        "obs_n": torch.randn(batch, obs_dim), "nxt_n": torch.randn(batch, obs_dim),
+        "act": torch.rand(batch, act_dim) * 2 - 1, "rew": torch.randn(batch),
+        "notdone": (torch.rand(batch) > 0.1).float(),
+        "eps_next": torch.randn(batch, act_dim), "eps_pi": torch.randn(batch, act_dim),
+    }
+    return agent, inputs
+
+
+def _manual(agent: SAC, log_alpha: torch.Tensor, inputs: dict, bf16: bool) -> object:
+    nets = Nets(agent.actor.layers(), agent.critic.layers(), agent.critic_target.layers(), bf16)
+    with torch.no_grad():
+        return sac_grads(nets, log_alpha, inputs["obs_n"], inputs["act"], inputs["rew"], inputs["notdone"],
+                         inputs["nxt_n"], inputs["eps_next"], inputs["eps_pi"], 0.99, -2.0, True)
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖."""
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+@pytest.mark.parametrize("bf16, tol", [(False, 1e-5), (True, 0.05)])
+def test_hand_written_sac_gradients_equal_autograd(agent_and_inputs: tuple[SAC, dict], bf16: bool, tol: float) -> None:
+    agent, inputs = agent_and_inputs
+    log_alpha = torch.tensor(math.log(0.3))
+    ref = _autograd_reference(agent, log_alpha, inputs, -2.0)
+    got = _manual(agent, log_alpha, inputs, bf16)
+    assert _rel_err(got.critic_loss, ref["critic_loss"]) < tol
+    assert _rel_err(got.actor_loss, ref["actor_loss"]) < tol
+    assert _rel_err(got.log_alpha, ref["log_alpha"]) < tol
+    for name in ("critic", "actor"):
+        for i, ((gw, gb), (rw, rb)) in enumerate(zip(getattr(got, name), ref[name])):
+            assert gw.shape == rw.shape and gb.shape == rb.shape, f"{name} layer {i}"
+            assert _rel_err(gw, rw) < tol, f"{name} layer {i} weight"
+            assert _rel_err(gb, rb) < tol, f"{name} layer {i} bias"
+
+
+def test_actor_gradient_flows_only_through_the_smaller_q(agent_and_inputs: tuple[SAC, dict]) -> None:
+    """With the second Q shifted far above the first, the actor's gradient must not depend on the second."""
+    agent, inputs = agent_and_inputs
+    with torch.no_grad():
+        agent.critic.biases[-1][1].add_(100.0)
+    base = _manual(agent, torch.tensor(0.0), inputs, False)
+    with torch.no_grad():
+        agent.critic.weights[-1][1].mul_(3.0)  # change only the (never minimal) second member's output layer
+        agent.critic.biases[-1][1].add_(50.0)
+    changed = _manual(agent, torch.tensor(0.0), inputs, False)
+    for (gw, _), (cw, _) in zip(base.actor, changed.actor):
+        torch.testing.assert_close(gw, cw)
