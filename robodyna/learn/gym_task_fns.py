@@ -30,6 +30,23 @@ class SimpleTaskFns:
 
     reward_fn: ArrFn | None
     terminated_fn: ArrFn | None = None
+    # Goal-conditioned tasks: goal distribution and obs rewrite, for goal relabelling (robodyna.learn.relabel).
+    sample_goals_fn: Callable[[int, np.random.Generator], np.ndarray] | None = None
+    with_goal_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    @property
+    def has_goals(self) -> bool:
+        return self.sample_goals_fn is not None and self.with_goal_fn is not None
+
+    def sample_goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.sample_goals_fn is None:
+            raise NotImplementedError("this task has no goal distribution")
+        return self.sample_goals_fn(n, rng)
+
+    def with_goal(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        if self.with_goal_fn is None:
+            raise NotImplementedError("this task has no goal columns")
+        return self.with_goal_fn(obs, goals)
 
     @property
     def has_reward(self) -> bool:
@@ -51,6 +68,24 @@ def _reacher_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -
     return -np.linalg.norm(next_obs[:, 8:10], axis=1) - np.square(action).sum(axis=1)
 
 
+def _reacher_goals(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Reacher-v5's reset: goal uniform in [-0.2, 0.2]^2, rejected until its norm is below 0.2.
+    out = np.empty((0, 2))
+    while len(out) < n:
+        g = rng.uniform(-0.2, 0.2, size=(2 * n, 2))
+        out = np.concatenate([out, g[np.linalg.norm(g, axis=1) < 0.2]])
+    return out[:n]
+
+
+def _reacher_with_goal(obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+    # obs[4:6] = target xy, obs[8:10] = (fingertip - target) xy: keep the fingertip, move the target.
+    out = np.array(obs, copy=True)
+    fingertip = obs[:, 8:10] + obs[:, 4:6]
+    out[:, 4:6] = goals
+    out[:, 8:10] = fingertip - goals
+    return out
+
+
 def _pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     # Pendulum-v1: obs = (cos θ, sin θ, θdot) *before* the step; cost on the pre-step state and torque.
     th = np.arctan2(obs[:, 1], obs[:, 0])
@@ -67,8 +102,8 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 
 
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
-    "Reacher-v5": SimpleTaskFns(_reacher_reward),
-    "Reacher-v4": SimpleTaskFns(_reacher_reward),
+    "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal),
+    "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),
     "InvertedPendulum-v4": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

@@ -3,7 +3,8 @@
 MBPO (Janner et al. 2019, Alg. 2): collect real transitions; every ``model_train_every`` steps fit the dynamics
 ensemble on the real buffer only and branch ``rollout_batch`` k-step rollouts from real states with the latest
 policy into a FIFO model buffer; every real step do ``G`` SAC updates on batches mixing ``real_ratio`` real rows
-with model rows. Dyna = k=1 with buffer actions; SAC = model off (``use_model: false``, ``real_ratio: 1``).
+with model rows (optionally with a fraction of goals relabelled, :mod:`robodyna.learn.relabel`).
+Dyna = k=1 with buffer actions; SAC = model off (``use_model: false``, ``real_ratio: 1``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from robodyna.learn.config import AlgoConfig
 from robodyna.learn.ensemble import DynamicsEnsemble
 from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.logger import RunLogger
+from robodyna.learn.relabel import relabel_goals, supports_goal_relabel
 from robodyna.learn.rollouts import branched_rollout, k_step_model_error, real_obs_bounds
 from robodyna.learn.sac import SAC, DivergenceError, check_finite
 
@@ -117,6 +119,9 @@ def train(
     env = make_env(env_name, reality=reality)
     eval_env = make_env(env_name, reality=reality)
     spec, obs_names, task_fns = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env)
+    if cfg.goal_relabel_ratio > 0 and not supports_goal_relabel(task_fns):
+        raise ValueError(f"goal_relabel_ratio={cfg.goal_relabel_ratio}: {env_name} has no known goal distribution "
+                         "to relabel with (set goal_relabel_ratio=0)")
     obs_dim, act_dim = len(obs_names), spec.act_dim
     low, high = spec.action_low_array.astype(np.float32), spec.action_high_array.astype(np.float32)
 
@@ -231,7 +236,10 @@ def train(
                 # model rows only once the model buffer holds at least a batch (never overfit a handful of rows)
                 ratio = cfg.real_ratio if model_buf is not None and len(model_buf) >= cfg.sac.batch_size else 1.0
                 for _ in range(cfg.updates_per_step):
-                    stats = agent.update(sample_mixed(real, model_buf, cfg.sac.batch_size, ratio, rng))
+                    batch = sample_mixed(real, model_buf, cfg.sac.batch_size, ratio, rng)
+                    if cfg.goal_relabel_ratio > 0:
+                        batch = relabel_goals(batch, task_fns, cfg.goal_relabel_ratio, rng)
+                    stats = agent.update(batch)
                 if stats:
                     check_finite(stats, cfg.max_abs_q, f"step {step}")
 

@@ -35,7 +35,12 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reality_name = reality_name
         spec = robot.spec
         n = spec.n_joints
-        self.task_fns = ReachFns(n, spec.action_high, self.task_cfg.action_cost, self.task_cfg.tolerance_m)
+        tc = self.task_cfg
+        base = cfg.engines[spec.engine].base_position_m if spec.engine in cfg.engines else (0.0, 0.0, 0.0)
+        self.task_fns = ReachFns(
+            n, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
+            goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base,
+        )
         self.obs_names = reach_obs_names(spec)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2 * n + 6,), dtype=np.float32)
         self.action_space = gym.spaces.Box(

@@ -32,6 +32,37 @@ class ReachFns:
     action_high: tuple[float, ...]
     action_cost: float
     tolerance_m: float
+    # The goal (target) distribution, for goal relabelling (robodyna.learn.relabel); None: not relabelled.
+    goal_low_m: tuple[float, float, float] | None = None
+    goal_high_m: tuple[float, float, float] | None = None
+    reach_radius_m: float = 0.0
+    base_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def has_goals(self) -> bool:
+        return self.goal_low_m is not None and self.goal_high_m is not None
+
+    def sample_goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` targets from the task's target distribution (same as :func:`sample_target`), ``[n, 3]``."""
+        if self.goal_low_m is None or self.goal_high_m is None:
+            raise ValueError("reach: this ReachFns carries no target distribution")
+        lo, hi = np.asarray(self.goal_low_m), np.asarray(self.goal_high_m)
+        out = np.empty((0, 3))
+        for _ in range(1000):
+            t = rng.uniform(lo, hi, size=(2 * n, 3))
+            if self.reach_radius_m > 0:
+                t = t[np.linalg.norm((t - np.asarray(self.base_m))[:, :2], axis=1) <= self.reach_radius_m]
+            out = np.concatenate([out, t])
+            if len(out) >= n:
+                return out[:n]
+        raise ValueError("reach: workspace box and reach_radius_m leave no room for a target")
+
+    def with_goal(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """``obs`` with its target columns replaced by ``goals``."""
+        i = 2 * self.n_joints + 3
+        out = np.array(obs, copy=True)
+        out[:, i : i + 3] = goals
+        return out
 
     @property
     def obs_dim(self) -> int:

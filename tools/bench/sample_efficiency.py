@@ -25,11 +25,14 @@ from robodyna.learn.mbpo import evaluate, train
 
 log = logging.getLogger("sample_efficiency")
 DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0}  # reacher2: a joint-PD oracle scores -5.7
-ALGOS = ("mbpo", "dyna", "sac", "sb3")
+ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3")
+# Variants of a preset: (preset, extra overrides). ``sac-rawobs`` is robodyna SAC without its observation
+# normaliser, i.e. configured exactly like SB3's SAC: the like-for-like correctness check against SB3.
+VARIANTS = {"sac-rawobs": ("sac", ["sac.normalize_obs=false"])}
 
 
 def max_steps_for(algo: str, args: argparse.Namespace) -> int:
-    if algo in ("mbpo", "dyna") and args.max_steps_model:
+    if algo in ("mbpo", "dyna") and args.max_steps_model:  # variants of sac use --max-steps
         return int(args.max_steps_model)
     return int(args.max_steps)
 
@@ -37,7 +40,8 @@ def max_steps_for(algo: str, args: argparse.Namespace) -> int:
 def run_ours(algo: str, env: str, seed: int, args: argparse.Namespace, thr: float, out: Path) -> dict[str, Any]:
     over = [f"seed={seed}", f"eval_every={args.eval_every}", f"eval_episodes={args.eval_episodes}",
             f"checkpoint_every={10**9}", f"sac.num_threads={args.threads}"] + list(args.overrides)
-    cfg = load_algo_config(algo, env, over)
+    preset, extra = VARIANTS.get(algo, (algo, []))
+    cfg = load_algo_config(preset, env, over + extra)
     t0 = time.perf_counter()
     res = train(cfg, env, out / f"{env}_{algo}_{seed}", max_steps_for(algo, args), progress=False, tensorboard=False,
                 on_eval=lambda row: row["mean_return"] >= thr)
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(r: dict[str, Any]) -> None:
         results.setdefault(r["env"], {}).setdefault(r["algo"], []).append(r)
-        print(f"{r['env']:12s} {r['algo']:5s} seed {r['seed']}: steps to {thresholds[r['env']]:g} = "
+        print(f"{r['env']:12s} {r['algo']:10s} seed {r['seed']}: steps to {thresholds[r['env']]:g} = "
               f"{r['steps_to_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
 
     if args.jobs > 1:
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             record(run_one(j))
     print(f"\nmedians over {args.seeds} seeds (step caps: {args.max_steps}, model-based "
           f"{args.max_steps_model or args.max_steps}); ratios = SB3 / algo (higher is better)")
-    print(f"{'env':12s} {'algo':6s} {'steps':>8s} {'x SB3':>7s} {'seconds':>8s} {'x SB3':>7s}")
+    print(f"{'env':12s} {'algo':10s} {'steps':>8s} {'x SB3':>7s} {'seconds':>8s} {'x SB3':>7s}")
     table = {}
     for env, per_algo in results.items():
         def med(algo: str, key: str, per_algo: dict[str, list[dict[str, Any]]] = per_algo) -> float:
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             t_ratio = med("sb3", "seconds_to_threshold") / secs if math.isfinite(secs) else math.nan
             table[f"{env}/{algo}"] = {"median_steps": steps, "steps_ratio_vs_sb3": s_ratio,
                                       "median_seconds": secs, "seconds_ratio_vs_sb3": t_ratio}
-            print(f"{env:12s} {algo:6s} {steps:>8g} {s_ratio:>7.2f} {secs:>8.0f} {t_ratio:>7.2f}")
+            print(f"{env:12s} {algo:10s} {steps:>8g} {s_ratio:>7.2f} {secs:>8.0f} {t_ratio:>7.2f}")
     for level in args.also:
         print(f"\nmedian real steps to the easier level {level:g} (same runs)")
         for env, per_algo in results.items():
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             for algo in [a for a in ALGOS if a in meds]:
                 ratio = meds.get("sb3", math.nan) / meds[algo] if math.isfinite(meds[algo]) else math.nan
                 table[f"{env}/{algo}/{level:g}"] = {"median_steps": meds[algo], "steps_ratio_vs_sb3": ratio}
-                print(f"{env:12s} {algo:6s} {meds[algo]:>8g} {ratio:>7.2f}")
+                print(f"{env:12s} {algo:10s} {meds[algo]:>8g} {ratio:>7.2f}")
     (out / "sample_efficiency.json").write_text(json.dumps(
         {"thresholds": thresholds, "table": table, "results": results, "args": vars(args)}, indent=1, default=str))
     import matplotlib.pyplot as plt
