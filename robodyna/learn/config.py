@@ -83,6 +83,7 @@ class AlgoConfig:
     real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})
     updates_per_step: int = field(default=20, metadata={"ge": 0})
     goal_relabel_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # HER-style, goal tasks only
+    achieved_goal_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # of those: the reached goal
     real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
     min_real_for_model: int = field(default=200, metadata={"ge": 1})
     eval_every: int = field(default=1000, metadata={"ge": 1})

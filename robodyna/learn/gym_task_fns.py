@@ -33,6 +33,7 @@ class SimpleTaskFns:
     # Goal-conditioned tasks: goal distribution and obs rewrite, for goal relabelling (robodyna.learn.relabel).
     sample_goals_fn: Callable[[int, np.random.Generator], np.ndarray] | None = None
     with_goal_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    achieved_goal_fn: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -42,6 +43,11 @@ class SimpleTaskFns:
         if self.sample_goals_fn is None:
             raise NotImplementedError("this task has no goal distribution")
         return self.sample_goals_fn(n, rng)
+
+    def achieved_goal(self, obs: np.ndarray) -> np.ndarray:
+        if self.achieved_goal_fn is None:
+            raise NotImplementedError("this task has no achieved-goal function")
+        return self.achieved_goal_fn(obs)
 
     def with_goal(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         if self.with_goal_fn is None:
@@ -86,6 +92,10 @@ def _reacher_with_goal(obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
     return out
 
 
+def _reacher_achieved(obs: np.ndarray) -> np.ndarray:
+    return np.asarray(obs[:, 8:10] + obs[:, 4:6], dtype=np.float64)  # the fingertip's xy
+
+
 def _pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     # Pendulum-v1: obs = (cos θ, sin θ, θdot) *before* the step; cost on the pre-step state and torque.
     th = np.arctan2(obs[:, 1], obs[:, 0])
@@ -102,8 +112,8 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 
 
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
-    "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal),
-    "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal),
+    "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
+    "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),
     "InvertedPendulum-v4": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

@@ -238,7 +238,7 @@ def train(
                 for _ in range(cfg.updates_per_step):
                     batch = sample_mixed(real, model_buf, cfg.sac.batch_size, ratio, rng)
                     if cfg.goal_relabel_ratio > 0:
-                        batch = relabel_goals(batch, task_fns, cfg.goal_relabel_ratio, rng)
+                        batch = relabel_goals(batch, task_fns, cfg.goal_relabel_ratio, rng, cfg.achieved_goal_ratio)
                     stats = agent.update(batch)
                 if stats:
                     check_finite(stats, cfg.max_abs_q, f"step {step}")

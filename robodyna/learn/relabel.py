@@ -7,7 +7,10 @@ with goals drawn from the task's goal distribution lets the critic and actor see
 dozen episodes a robot has actually run, which is what limits early sample efficiency on reaching.
 
 A task supports relabelling when its task functions provide ``sample_goals(n, rng) -> [n, G]`` and
-``with_goal(obs [N, O], goals [N, G]) -> obs``; :func:`supports_goal_relabel` tells.
+``with_goal(obs [N, O], goals [N, G]) -> obs``; :func:`supports_goal_relabel` tells. With ``achieved_fraction``
+> 0 that share of the relabelled rows gets the goal the transition actually reached (``achieved_goal(next_obs)``,
+HER's "final/future" strategy): the only way a few hundred real steps contain many exact hits, which is what
+teaches precision.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ def supports_goal_relabel(task_fns: Any) -> bool:
         and bool(getattr(task_fns, "has_goals", True))
 
 
-def relabel_goals(batch: Batch, task_fns: Any, fraction: float, rng: np.random.Generator) -> Batch:
-    """A copy of ``batch`` in which a random ``fraction`` of rows carry a freshly sampled goal (reward recomputed)."""
+def relabel_goals(
+    batch: Batch, task_fns: Any, fraction: float, rng: np.random.Generator, achieved_fraction: float = 0.0
+) -> Batch:
+    """A copy of ``batch`` in which a random ``fraction`` of rows carry a new goal (reward recomputed): a fresh
+    sample from the goal distribution, or for ``achieved_fraction`` of them the goal the transition reached."""
     rows = np.flatnonzero(rng.random(len(batch)) < fraction)
     if rows.size == 0:
         return batch
     goals = task_fns.sample_goals(rows.size, rng)
+    if achieved_fraction > 0:
+        hit = rng.random(rows.size) < achieved_fraction
+        if hit.any():
+            goals[hit] = task_fns.achieved_goal(batch.next_obs[rows[hit]])
     obs, nxt, rew, term = batch.obs.copy(), batch.next_obs.copy(), batch.reward.copy(), batch.terminated.copy()
     obs[rows] = task_fns.with_goal(obs[rows], goals)
     nxt[rows] = task_fns.with_goal(nxt[rows], goals)

@@ -57,6 +57,11 @@ class ReachFns:
                 return out[:n]
         raise ValueError("reach: workspace box and reach_radius_m leave no room for a target")
 
+    def achieved_goal(self, obs: np.ndarray) -> np.ndarray:
+        """The end-effector position of each row: the target that row has reached, ``[N, 3]``."""
+        i = 2 * self.n_joints
+        return np.array(obs[:, i : i + 3], dtype=np.float64)
+
     def with_goal(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``obs`` with its target columns replaced by ``goals``."""
         i = 2 * self.n_joints + 3

@@ -76,3 +76,15 @@ def test_goal_relabelling_is_refused_for_a_task_without_goals(tmp_path) -> None:
     cfg = load_algo_config("sac", None, ["goal_relabel_ratio=0.5", "start_steps=10"])
     with pytest.raises(ValueError, match="goal_relabel_ratio=0.5: Pendulum-v1 has no known goal distribution"):
         train(cfg, "Pendulum-v1", tmp_path, 20, progress=False, tensorboard=False)
+
+
+@pytest.mark.parametrize("env_id", ["Reacher-v5", "reacher2"])
+def test_achieved_goal_relabelling_puts_the_goal_where_the_arm_ended(env_id: str) -> None:
+    env = robodyna.make_env(env_id, seed=0)
+    fns = task_fns_for_env(env)
+    data = _collect(env, 60, seed=7)
+    new = relabel_goals(data, fns, 1.0, np.random.default_rng(8), achieved_fraction=1.0)
+    np.testing.assert_allclose(fns.achieved_goal(new.next_obs), fns.achieved_goal(data.next_obs), atol=1e-6)
+    # every row now ends exactly on its goal: without the action cost its reward (-distance) is zero
+    np.testing.assert_allclose(fns.reward(new.obs, np.zeros_like(new.action), new.next_obs), 0.0, atol=1e-5)
+    assert np.all(new.reward < 0) and np.all(new.reward > data.reward - 1e-6)  # only the action cost is left
