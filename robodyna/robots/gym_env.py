@@ -47,7 +47,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
             np.asarray(spec.action_low, dtype=np.float32), np.asarray(spec.action_high, dtype=np.float32)
         )
         inner = robot.inner if isinstance(robot, RealityRobot) else robot
-        self._base = np.asarray(cfg.engines[spec.engine].base_position_m) if spec.engine in cfg.engines else 0.0
+        self._base = np.asarray(base)
         self._sim = inner
         self._n = n
         self._obs_dim = 2 * n + 6
@@ -73,7 +73,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
             q0 = sim.home_state(rng, self.task_cfg.init_noise_rad) if hasattr(sim, "home_state") else None
         target = options.get("target_m")
         self._target = np.asarray(target, dtype=np.float64) if target is not None else sample_target(
-            self.task_cfg, rng, np.asarray(self._base)
+            self.task_cfg, rng, self._base
         )
         self.robot.reset(qpos=q0, qvel=options.get("qvel"), seed=seed)
         self._t = 0

@@ -157,6 +157,9 @@ class MujocoRobot(SimRobot):
             self._dirty = False
         return d.site_xpos[self._site] if self._site >= 0 else d.xpos[self._body]
 
+    def _joint_positions(self) -> np.ndarray:
+        return self.data.qpos[self._qadr].copy()
+
     def observe(self) -> RobotState:
         d = self.data
         ee = self._ee_pos()

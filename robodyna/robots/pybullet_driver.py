@@ -114,18 +114,19 @@ class PybulletRobot(SimRobot):
             p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
             for _ in range(n):
                 p.stepSimulation(physicsClientId=cid)
-            return
-        kp, kd = self._kp_list, self._kd_list
-        velocity_mode = self._mode == "joint_velocity"
-        for _ in range(n):
-            states = p.getJointStates(body, idx, physicsClientId=cid)
-            if velocity_mode:
-                u = [d * (t - s[1]) for s, t, d in zip(states, target, kd)]
-            else:
-                u = [k * (t - s[0]) - d * s[1] for s, t, k, d in zip(states, target, kp, kd)]
-            tau = [min(max(g * v, -m), m) + gc for v, m, gc in zip(u, tmax, grav)]
-            p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
-            p.stepSimulation(physicsClientId=cid)
+        else:
+            kp, kd = self._kp_list, self._kd_list
+            velocity_mode = self._mode == "joint_velocity"
+            for _ in range(n):
+                states = p.getJointStates(body, idx, physicsClientId=cid)
+                if velocity_mode:
+                    u = [d * (t - s[1]) for s, t, d in zip(states, target, kd)]
+                else:
+                    u = [k * (t - s[0]) - d * s[1] for s, t, k, d in zip(states, target, kp, kd)]
+                tau = [min(max(g * v, -m), m) + gc for v, m, gc in zip(u, tmax, grav)]
+                p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
+                p.stepSimulation(physicsClientId=cid)
+        self._time += n * self._dt * self.timestep_scale
 
     def perturb(self, scale: DynamicsScale) -> None:
         c = self.client
@@ -161,14 +162,8 @@ class PybulletRobot(SimRobot):
         self._gravity = np.zeros_like(q)
         return self.observe()
 
-    def _apply(self, action: np.ndarray) -> None:
-        if self._mode == "joint_position_delta":
-            q = np.array([s[0] for s in p.getJointStates(self.body, self._idx, physicsClientId=self._cid)])
-            self._set_command(self._mode, np.clip(q + action, self.q_low, self.q_high))
-        else:
-            self._set_command(self._mode, action)
-        self._step_physics(self.decimation)
-        self._time += self.decimation * self._dt * self.timestep_scale
+    def _joint_positions(self) -> np.ndarray:
+        return self._read()[0]
 
     def observe_into(self, out: np.ndarray) -> None:
         n = self._n

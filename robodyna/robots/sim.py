@@ -63,10 +63,14 @@ class SimRobot(Robot):
         """Stretch the physics timestep (control-period jitter)."""
 
     # -- Robot ----------------------------------------------------------------------------------------------
+    def _joint_positions(self) -> np.ndarray:
+        """Current joint positions [rad] (drivers override with a cheaper read than :meth:`observe`)."""
+        return self.observe().qpos
+
     def _apply(self, action: np.ndarray) -> None:
         mode = self._mode
         if mode == "joint_position_delta":
-            q = self.observe().qpos
+            q = self._joint_positions()
             target = np.clip(q + action, self.q_low, self.q_high)
         else:
             target = action
