@@ -100,6 +100,9 @@ class AlgoConfig:
         e0, e1, k0, k1 = self.rollout_schedule
         if e1 < e0 or k0 < 1 or k1 < 1:
             raise ConfigError("", "rollout_schedule", list(self.rollout_schedule), "need epoch1 >= epoch0, k >= 1")
+        if self.achieved_goal_ratio > 0 and self.goal_relabel_ratio == 0:
+            raise ConfigError("", "achieved_goal_ratio", self.achieved_goal_ratio,
+                              "a share of the relabelled rows: needs goal_relabel_ratio > 0")
 
     def rollout_length(self, epoch: float) -> int:
         """k at a given epoch: linear from k0 to k1 between epoch0 and epoch1 (MBPO App. C)."""

@@ -37,7 +37,8 @@ class SimpleTaskFns:
 
     @property
     def has_goals(self) -> bool:
-        return self.sample_goals_fn is not None and self.with_goal_fn is not None
+        """All three goal functions are known (what goal relabelling needs)."""
+        return None not in (self.sample_goals_fn, self.with_goal_fn, self.achieved_goal_fn)
 
     def sample_goals(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.sample_goals_fn is None:

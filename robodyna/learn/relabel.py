@@ -6,8 +6,9 @@ change, and the task's known reward function recomputes the latter. Relabelling 
 with goals drawn from the task's goal distribution lets the critic and actor see many more goals than the few
 dozen episodes a robot has actually run, which is what limits early sample efficiency on reaching.
 
-A task supports relabelling when its task functions provide ``sample_goals(n, rng) -> [n, G]`` and
-``with_goal(obs [N, O], goals [N, G]) -> obs``; :func:`supports_goal_relabel` tells. With ``achieved_fraction``
+A task supports relabelling when its task functions provide ``sample_goals(n, rng) -> [n, G]``,
+``with_goal(obs [N, O], goals [N, G]) -> obs`` and ``achieved_goal(obs) -> [N, G]``; :func:`supports_goal_relabel`
+tells. With ``achieved_fraction``
 > 0 that share of the relabelled rows gets the goal the transition actually reached (``achieved_goal(next_obs)``,
 HER's "final/future" strategy): the only way a few hundred real steps contain many exact hits, which is what
 teaches precision.
@@ -23,8 +24,9 @@ from robodyna.data.batch import Batch
 
 
 def supports_goal_relabel(task_fns: Any) -> bool:
-    return callable(getattr(task_fns, "sample_goals", None)) and callable(getattr(task_fns, "with_goal", None)) \
-        and bool(getattr(task_fns, "has_goals", True))
+    """True when ``task_fns`` can sample goals, rewrite them into observations and read the achieved goal."""
+    methods = ("sample_goals", "with_goal", "achieved_goal")
+    return all(callable(getattr(task_fns, m, None)) for m in methods) and bool(getattr(task_fns, "has_goals", True))
 
 
 def relabel_goals(

@@ -88,3 +88,19 @@ def test_achieved_goal_relabelling_puts_the_goal_where_the_arm_ended(env_id: str
     # every row now ends exactly on its goal: without the action cost its reward (-distance) is zero
     np.testing.assert_allclose(fns.reward(new.obs, np.zeros_like(new.action), new.next_obs), 0.0, atol=1e-5)
     assert np.all(new.reward < 0) and np.all(new.reward > data.reward - 1e-6)  # only the action cost is left
+
+
+def test_achieved_goals_without_goal_relabelling_are_a_config_error() -> None:
+    from robodyna.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"achieved_goal_ratio.*0\.5.*needs goal_relabel_ratio > 0"):
+        load_algo_config("mbpo", None, ["achieved_goal_ratio=0.5"])
+
+
+def test_a_goal_task_without_an_achieved_goal_function_does_not_support_relabelling() -> None:
+    from robodyna.learn.gym_task_fns import GYM_TASK_FNS, SimpleTaskFns
+
+    full = GYM_TASK_FNS["Reacher-v5"]
+    assert supports_goal_relabel(full)
+    partial = SimpleTaskFns(full.reward_fn, None, full.sample_goals_fn, full.with_goal_fn, None)
+    assert not supports_goal_relabel(partial)
