@@ -67,7 +67,8 @@ def _mm(x: Tensor, w: Tensor, bf16: bool) -> Tensor:
 
 
 def _big(w: Tensor) -> bool:
-    return w.shape[-1] > 1 and w.shape[-2] > 64 and w.shape[-1] > 64
+    """A hidden×hidden weight (both sides wide): the matmuls ``bf16`` applies to."""
+    return w.shape[-2] > 64 and w.shape[-1] > 64
 
 
 # ---------------------------------------------------------------------------------------------- actor
@@ -85,14 +86,15 @@ def actor_forward(layers: list[tuple[Tensor, Tensor]], x: Tensor, bf16: bool) ->
 def actor_backward(
     layers: list[tuple[Tensor, Tensor]], hs: list[Tensor], dout: Tensor, bf16: bool
 ) -> list[tuple[Tensor, Tensor]]:
-    grads: list[tuple[Tensor, Tensor]] = [(dout, dout)] * len(layers)
+    grads: list[tuple[Tensor, Tensor]] = []
     d = dout
     for i in range(len(layers) - 1, -1, -1):
         w, _ = layers[i]
         lowp = bf16 and _big(w)
-        grads[i] = (_mm(d.t(), hs[i], lowp), d.sum(0))
+        grads.append((_mm(d.t(), hs[i], lowp), d.sum(0)))
         if i > 0:
             d = _relu_grad(_mm(d, w, lowp), hs[i], 0)
+    grads.reverse()
     return grads
 
 
