@@ -32,6 +32,9 @@ class EnsembleConfig:
     holdout_cap: int = field(default=5000, metadata={"ge": 1})
     patience: int = field(default=5, metadata={"ge": 1})
     min_rel_improvement: float = field(default=0.01, metadata={"ge": 0})
+    # held-out score that early stopping watches: "nll" (the training objective; trains the variance too) or
+    # "mse" of the mean (MBPO's reference code; stops as soon as the mean fits, leaving the variance untrained)
+    early_stop_on: Literal["nll", "mse"] = "nll"
     max_epochs: int = field(default=200, metadata={"ge": 1})
     max_fit_seconds: float = field(default=60.0, metadata={"gt": 0})
     learn_logvar_bounds: bool = True
@@ -78,6 +81,9 @@ class AlgoConfig:
     rollout_batch: int = field(default=100_000, metadata={"ge": 1})
     rollout_schedule: tuple[int, int, int, int] = (20, 100, 1, 1)  # epoch0, epoch1, k0, k1 (MBPO App. C)
     rollout_obs_margin: float | None = field(default=0.5, metadata={"ge": 0})  # None: no bound check
+    rollout_uncertainty_penalty: float = field(default=0.0, metadata={"ge": 0})  # MOPO λ: r - λ‖σ‖ on model rows
+    rollout_constraints: bool = True  # project model predictions onto the task's known state constraints
+    rollout_max_std: float | None = field(default=None, metadata={"gt": 0})  # drop model rows with ‖σ‖ above this
     model_retain_epochs: int = field(default=1, metadata={"ge": 1})
     model_buffer_eviction: Literal["fifo", "flush_on_refit"] = "fifo"
     real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})

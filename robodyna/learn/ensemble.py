@@ -161,6 +161,19 @@ class DynamicsEnsemble:
         mean = mean * self.net.out_std + self.net.out_mean
         return ((mean - y.unsqueeze(0)) ** 2).mean(dim=(1, 2)).numpy().astype(np.float64)
 
+    @torch.no_grad()
+    def _val_nll(self, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Per-member Gaussian NLL (without the constant) of standardised targets, mean over rows and outputs."""
+        e = self.cfg.n_members
+        mean, logvar = self.net(x.unsqueeze(0).expand(e, -1, -1))
+        yn = (y - self.net.out_mean) / self.net.out_std
+        nll = ((mean - yn.unsqueeze(0)) ** 2) * torch.exp(-logvar) + logvar
+        return (0.5 * nll.mean(dim=(1, 2))).numpy().astype(np.float64)
+
+    def _val_score(self, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """The held-out score early stopping minimises (``cfg.early_stop_on``)."""
+        return self._val_nll(x, y) if self.cfg.early_stop_on == "nll" else self._val_mse(x, y)
+
     # ------------------------------------------------------------------ fit
     def fit(self, data: Batch, rng: np.random.Generator) -> FitReport:
         """Fit on ``data`` (real transitions only) with holdout early stopping; warm-starts from the last fit."""
@@ -189,7 +202,7 @@ class DynamicsEnsemble:
         else:
             boot = np.tile(np.arange(n_train), (e, 1))
         params = list(self.net.parameters())
-        best = self._val_mse(xh, yh)
+        best = self._val_score(xh, yh)
         best_state = [p.detach().clone() for p in params]
         since, epochs, stopped_by, loss_val = 0, 0, "max_epochs", float("nan")
         bs = cfg.batch_size
@@ -206,8 +219,10 @@ class DynamicsEnsemble:
             if not math.isfinite(loss_val):
                 raise FloatingPointError(f"ensemble training loss became {loss_val} at fit epoch {epoch}")
             epochs = epoch + 1
-            cur = self._val_mse(xh, yh)
-            improved = (best - cur) / np.maximum(np.abs(best), 1e-12) > cfg.min_rel_improvement
+            cur = self._val_score(xh, yh)
+            # relative improvement; NLL can be near 0 or negative, so it is measured against max(|best|, 1)
+            floor = 1.0 if cfg.early_stop_on == "nll" else 1e-12
+            improved = (best - cur) / np.maximum(np.abs(best), floor) > cfg.min_rel_improvement
             improved |= ~np.isfinite(best) & np.isfinite(cur)
             if improved.any():
                 with torch.no_grad():
@@ -269,7 +284,6 @@ class DynamicsEnsemble:
             mean, var = mean[self.elites], var[self.elites]
         return (var.mean(0) + mean.var(0)).sum(-1)
 
-    @torch.inference_mode()
     def step(
         self,
         obs: np.ndarray,
@@ -279,6 +293,23 @@ class DynamicsEnsemble:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample ``(next_obs, reward, members)``; each row uses one (random elite) member, grouped by member."""
+        next_obs, reward, members, _ = self.step_with_std(obs, action, rng, members, deterministic)
+        return next_obs, reward, members
+
+    @torch.inference_mode()
+    def step_with_std(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        rng: np.random.Generator,
+        members: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step` plus each row's predicted next-state standard deviation ``‖σ‖₂`` (raw units) ``[N]``.
+
+        ``‖σ‖`` is the aleatoric spread of the member that made the row — MOPO's uncertainty (Yu et al. 2020 §4.3)
+        with the sampled member instead of the max over members (which would run every member on every row).
+        """
         self._require_fitted()
         n = len(obs)
         if members is None:
@@ -288,21 +319,27 @@ class DynamicsEnsemble:
         counts = np.bincount(members, minlength=self.cfg.n_members)
         xs = torch.from_numpy(x[order])
         out = np.empty((n, self.obs_dim + 1), np.float32)
+        std_out = np.empty(n, np.float32)
         start = 0
         gen = None if deterministic else torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         res = torch.empty(n, self.obs_dim + 1)
+        std_rows = torch.empty(n)
+        obs_scale = self.net.out_std[: self.obs_dim]
         for m in np.flatnonzero(counts):
             end = start + int(counts[m])
             mean, logvar = self.net.forward_member(xs[start:end], int(m))
+            std = logvar.mul_(0.5).exp_()
+            std_rows[start:end] = torch.linalg.vector_norm(std[:, : self.obs_dim] * obs_scale, dim=1)
             if gen is not None:
                 noise = torch.randn(mean.shape, generator=gen)
-                mean = torch.addcmul(mean, logvar.mul_(0.5).exp_(), noise)
+                mean = torch.addcmul(mean, std, noise)
             res[start:end] = mean
             start = end
         res.mul_(self.net.out_std).add_(self.net.out_mean)
         out[order] = res.numpy()
+        std_out[order] = std_rows.numpy()
         next_obs = obs + out[:, : self.obs_dim]
-        return next_obs.astype(np.float32, copy=False), out[:, self.obs_dim], members
+        return next_obs.astype(np.float32, copy=False), out[:, self.obs_dim], members, std_out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

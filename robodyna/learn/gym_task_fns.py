@@ -34,6 +34,8 @@ class SimpleTaskFns:
     sample_goals_fn: Callable[[int, np.random.Generator], np.ndarray] | None = None
     with_goal_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     achieved_goal_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    # Known state constraints (joint limits, kinematics from the robot's model): (obs, next_obs) -> next_obs.
+    constrain_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -54,6 +56,10 @@ class SimpleTaskFns:
         if self.with_goal_fn is None:
             raise NotImplementedError("this task has no goal columns")
         return self.with_goal_fn(obs, goals)
+
+    def constrain(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """Project predicted next observations onto the states the robot can reach (identity if none known)."""
+        return next_obs if self.constrain_fn is None else self.constrain_fn(obs, next_obs)
 
     @property
     def has_reward(self) -> bool:
@@ -97,6 +103,36 @@ def _reacher_achieved(obs: np.ndarray) -> np.ndarray:
     return np.asarray(obs[:, 8:10] + obs[:, 4:6], dtype=np.float64)  # the fingertip's xy
 
 
+# Reacher-v5's MJCF: link lengths 0.1 (body0 -> body1) and 0.11 (body1 -> fingertip); joint1 limited to ±3 rad,
+# joint0 unlimited, the target does not move within an episode.
+_REACHER_L0, _REACHER_L1, _REACHER_Q1_LIMIT = 0.1, 0.11, 3.0
+
+
+def _reacher_constrain(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    """Reacher-v5's known structure applied to a predicted next observation.
+
+    obs = [cos q0, cos q1, sin q0, sin q1, target xy, q̇0, q̇1, (fingertip − target) xy]. The elbow angle is
+    unwrapped from the previous one (cos/sin put the two elbow limits, +3 and −3 rad, 0.28 rad apart on the
+    circle, so a learned model lets the arm pass through the limit to the other side), clamped to ±3 rad with
+    the outward velocity zeroed at the limit; the target stays put; the fingertip follows from the angles.
+    """
+    out = np.array(next_obs, dtype=np.float32, copy=True)
+    q0 = np.arctan2(next_obs[:, 2], next_obs[:, 0])
+    q1_prev = np.arctan2(obs[:, 3], obs[:, 1])
+    dq1 = np.arctan2(next_obs[:, 3], next_obs[:, 1]) - q1_prev
+    q1 = q1_prev + (dq1 + np.pi) % (2 * np.pi) - np.pi
+    over = np.abs(q1) > _REACHER_Q1_LIMIT
+    q1 = np.clip(q1, -_REACHER_Q1_LIMIT, _REACHER_Q1_LIMIT)
+    out[:, 7] = np.where(over & (np.sign(out[:, 7]) == np.sign(q1)), 0.0, out[:, 7])
+    out[:, 0], out[:, 2], out[:, 1], out[:, 3] = np.cos(q0), np.sin(q0), np.cos(q1), np.sin(q1)
+    out[:, 4:6] = obs[:, 4:6]
+    tip_x = _REACHER_L0 * np.cos(q0) + _REACHER_L1 * np.cos(q0 + q1)
+    tip_y = _REACHER_L0 * np.sin(q0) + _REACHER_L1 * np.sin(q0 + q1)
+    out[:, 8] = tip_x - obs[:, 4]
+    out[:, 9] = tip_y - obs[:, 5]
+    return out
+
+
 def _pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     # Pendulum-v1: obs = (cos θ, sin θ, θdot) *before* the step; cost on the pre-step state and torque.
     th = np.arctan2(obs[:, 1], obs[:, 0])
@@ -113,7 +149,8 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 
 
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
-    "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
+    "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved,
+                                _reacher_constrain),
     "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

@@ -221,12 +221,15 @@ def train(
                 ro_stats: dict[str, Any] = {}
                 rollout = branched_rollout(model, start, k, task_fns, rng, policy=policy_act,
                                            buffer_actions=cfg.rollout_actions == "buffer", obs_bounds=bounds,
-                                           stats=ro_stats)
+                                           stats=ro_stats, uncertainty_penalty=cfg.rollout_uncertainty_penalty,
+                                           max_std=cfg.rollout_max_std, constrain=cfg.rollout_constraints)
                 model_buf.add(rollout)
                 logger.scalars(step, {"model/epochs": rep.epochs, "model/fit_seconds": rep.seconds,
                                       "model/train_loss": rep.train_loss, "rollout/k": k,
                                       "rollout/transitions": len(rollout), "model_buffer/size": len(model_buf),
                                       "rollout/out_of_bounds": ro_stats["out_of_bounds"],
+                                      "rollout/mean_std": ro_stats["mean_std"],
+                                      "rollout/uncertain": ro_stats["uncertain"],
                                       "model_buffer/rejected": model_buf.rejected,
                                       **{f"model/val_mse/{i}": v for i, v in enumerate(rep.val_mse)}})
                 logger.text(step, "model/elites", " ".join(map(str, rep.elites)))

@@ -31,25 +31,37 @@ def branched_rollout(
     buffer_actions: bool = False,
     obs_bounds: tuple[np.ndarray, np.ndarray] | None = None,
     stats: dict[str, Any] | None = None,
+    uncertainty_penalty: float = 0.0,
+    max_std: float | None = None,
+    constrain: bool = True,
 ) -> Batch:
     """Roll ``start.obs`` out ``k`` steps through ``model``.
 
     Actions come from ``policy(obs, rng)``; with ``buffer_actions`` the first step replays ``start.action``
     (classic Dyna, Sutton 1991). Rows that terminate (or go non-finite) are not continued. With ``obs_bounds``
     (low, high), predictions leaving that box are dropped and not continued: a guard against the critic
-    bootstrapping from states the model invents far outside the real data. ``stats`` (optional) receives
-    ``members`` (per-step member arrays), ``alive`` (rows alive after each step) and ``out_of_bounds`` (dropped).
+    bootstrapping from states the model invents far outside the real data. ``uncertainty_penalty`` λ > 0 scores
+    every model transition ``r − λ‖σ(s, a)‖`` (MOPO, Yu et al. 2020 §4.3; ``σ`` the predicted next-state std of the
+    member that made it): the policy is steered away from where the model knows it is unsure, such as joint limits.
+    With ``constrain`` (and a task that knows them, ``task_fns.constrain``) every prediction is projected onto
+    the states the robot can reach — joint limits and kinematics from its model — before it is scored.
+    ``max_std`` drops (and stops) rows whose ``‖σ‖`` exceeds it: only confident predictions are kept (the masking
+    of M2AC, Pan et al. 2020 §4, with an absolute threshold); dropped rows count as ``uncertain`` in ``stats``.
+    ``stats`` (optional) receives ``members`` (per-step member arrays), ``alive`` (rows alive after each step),
+    ``out_of_bounds`` (dropped) and ``mean_std`` (mean ``‖σ‖`` over all model transitions).
     """
     if k < 1:
         raise ValueError(f"rollout length k must be >= 1, got {k}")
     if policy is None and (not buffer_actions or k > 1):
         raise ValueError("a policy is needed for rollouts longer than 1 step or without buffer actions")
     learned_reward = not has_reward_fn(task_fns)
+    constrain = constrain and hasattr(task_fns, "constrain")
     obs = start.obs
     out: list[Batch] = []
     members_log: list[np.ndarray] = []
     alive_log: list[int] = []
     dropped = 0
+    std_sum, std_n, uncertain = 0.0, 0, 0
     for step in range(k):
         if len(obs) == 0:
             break
@@ -58,14 +70,25 @@ def branched_rollout(
         else:
             assert policy is not None
             action = np.asarray(policy(obs, rng), dtype=np.float32)
-        next_obs, model_reward, members = model.step(obs, action, rng)
+        next_obs, model_reward, members, std = model.step_with_std(obs, action, rng)
+        if constrain:
+            next_obs = task_fns.constrain(obs, next_obs)
         if obs_bounds is not None:
             inside = ((next_obs >= obs_bounds[0]) & (next_obs <= obs_bounds[1])).all(axis=1)
             if not inside.all():
                 dropped += int((~inside).sum())
                 obs, action, next_obs = obs[inside], action[inside], next_obs[inside]
-                model_reward, members = model_reward[inside], members[inside]
+                model_reward, members, std = model_reward[inside], members[inside], std[inside]
+        if max_std is not None:
+            sure = std <= max_std
+            if not sure.all():
+                uncertain += int((~sure).sum())
+                obs, action, next_obs = obs[sure], action[sure], next_obs[sure]
+                model_reward, members, std = model_reward[sure], members[sure], std[sure]
         reward = model_reward if learned_reward else task_fns.reward(obs, action, next_obs)
+        if uncertainty_penalty > 0:
+            reward = (reward - uncertainty_penalty * std).astype(np.float32)
+        std_sum, std_n = std_sum + float(std.sum()), std_n + len(std)
         term = np.asarray(task_fns.terminated(obs, action, next_obs), dtype=np.bool_)
         n = len(obs)
         out.append(Batch.create(obs, action, reward, next_obs, term, np.full(n, step == k - 1)))
@@ -77,6 +100,8 @@ def branched_rollout(
         stats["members"] = members_log
         stats["alive"] = alive_log
         stats["out_of_bounds"] = dropped
+        stats["mean_std"] = std_sum / max(1, std_n)
+        stats["uncertain"] = uncertain
     return Batch.concat(out) if out else Batch.empty(start.obs_dim, start.act_dim)
 
 

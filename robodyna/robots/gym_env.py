@@ -40,6 +40,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.task_fns = ReachFns(
             n, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
             goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base,
+            joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
         )
         self.obs_names = reach_obs_names(spec)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2 * n + 6,), dtype=np.float32)

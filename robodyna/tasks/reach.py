@@ -37,6 +37,24 @@ class ReachFns:
     goal_high_m: tuple[float, float, float] | None = None
     reach_radius_m: float = 0.0
     base_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # Joint limits from robot.yaml, for projecting model predictions (None: not known, no projection).
+    joint_low_rad: tuple[float, ...] | None = None
+    joint_high_rad: tuple[float, ...] | None = None
+
+    def constrain(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """Predicted next observations projected onto the robot's known constraints (for model rollouts).
+
+        Joint positions are clamped to their limits, with the velocity pointing out of a limit zeroed there;
+        the target does not move within an episode.
+        """
+        n, out = self.n_joints, np.array(next_obs, dtype=np.float32, copy=True)
+        if self.joint_low_rad is not None and self.joint_high_rad is not None:
+            lo, hi = np.asarray(self.joint_low_rad, np.float32), np.asarray(self.joint_high_rad, np.float32)
+            q, v = out[:, :n], out[:, n : 2 * n]
+            v[((q > hi) & (v > 0)) | ((q < lo) & (v < 0))] = 0.0
+            np.clip(q, lo, hi, out=q)
+        out[:, 2 * n + 3 : 2 * n + 6] = np.asarray(obs)[:, 2 * n + 3 : 2 * n + 6]
+        return out
 
     @property
     def has_goals(self) -> bool:

@@ -100,3 +100,20 @@ def test_grouped_step_runs_each_row_only_through_its_own_member() -> None:
     assert set(np.unique(members)) <= set(ens.elites)
     np.testing.assert_allclose(nxt - obs, np.repeat(members[:, None], 2, 1).astype(np.float32), atol=1e-5)
     np.testing.assert_allclose(rew, -members.astype(np.float32), atol=1e-5)
+
+
+def test_early_stopping_on_nll_learns_where_the_data_is_noisy_and_mse_stopping_does_not() -> None:
+    # Deterministic for x < 0, noisy (σ = 0.3) for x > 0: the mean fits in a few epochs, the variance needs more.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(1000, 1)).astype(np.float32)
+    nxt = x + 0.1 + np.where(x > 0, rng.normal(0, 0.3, size=x.shape), 0.0).astype(np.float32)
+    data = Batch.create(x, np.zeros((1000, 1)), np.zeros(1000), nxt, np.zeros(1000, bool), np.zeros(1000, bool))
+    probe = np.array([[-0.8], [-0.5], [0.5], [0.8]], np.float32)
+    stds = {}
+    for metric in ("nll", "mse"):
+        ens = DynamicsEnsemble(1, 1, small_cfg(max_epochs=60, early_stop_on=metric), seed=0)
+        ens.fit(data, np.random.default_rng(1))
+        _, _, _, stds[metric] = ens.step_with_std(probe, np.zeros_like(probe), np.random.default_rng(2))
+    assert stds["nll"][:2].max() < 0.05 and 0.2 < stds["nll"][2:].min() < 0.4, stds["nll"]
+    # stopping on the mean's error restores early weights whose variance has not separated the two regions
+    assert stds["mse"][2:].min() / stds["mse"][:2].max() < 2.0, stds["mse"]

@@ -120,3 +120,40 @@ def test_mixed_batches_hold_the_real_ratio_within_every_batch() -> None:
     for _ in range(5):
         b = sample_mixed(real, model, 200, 0.05, np.random.default_rng())
         assert len(b) == 200 and int((b.obs[:, 0] < 1000).sum()) == 10
+
+
+def test_uncertainty_penalty_and_mask_act_where_the_model_predicts_spread() -> None:
+    # Real data: deterministic motion for x < 0, a noisy "contact" region for x > 0 (like a soft joint limit).
+    from .test_ensemble import small_cfg
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(1000, 1)).astype(np.float32)
+    nxt = x + 0.1 + np.where(x > 0, rng.normal(0, 0.3, size=x.shape), 0.0).astype(np.float32)
+    data = Batch.create(x, np.zeros((1000, 1)), np.zeros(1000), nxt, np.zeros(1000, bool), np.zeros(1000, bool))
+    from robodyna.learn.ensemble import DynamicsEnsemble
+
+    ens = DynamicsEnsemble(1, 1, small_cfg(max_epochs=60), seed=0)
+    rep = ens.fit(data, rng)
+    assert rep.stopped_by != "time", rep
+    fns = SimpleTaskFns(lambda o, a, n: np.zeros(len(o)))
+    start = Batch.create(np.linspace(-0.9, 0.9, 400)[:, None], np.zeros((400, 1)), np.zeros(400),
+                         np.zeros((400, 1)), np.zeros(400, bool), np.zeros(400, bool))
+    policy = lambda o, r: np.zeros((len(o), 1))  # noqa: E731
+    plain = branched_rollout(ens, start, 1, fns, np.random.default_rng(1), policy=policy)
+    stats: dict = {}
+    pen = branched_rollout(ens, start, 1, fns, np.random.default_rng(1), policy=policy, stats=stats,
+                           uncertainty_penalty=2.0)
+    assert np.array_equal(plain.next_obs, pen.next_obs) and np.all(plain.reward == 0.0)
+    # the penalty is λ‖σ‖ of the member that made the row: ~0 where motion is deterministic, ~λ·0.3 in contact
+    _, _, _, std = ens.step_with_std(start.obs, start.action, np.random.default_rng(1))
+    assert np.allclose(pen.reward, -2.0 * std, atol=1e-6)
+    free, contact = start.obs[:, 0] < -0.2, start.obs[:, 0] > 0.2
+    assert -pen.reward[free].mean() < 0.1 < 0.4 < -pen.reward[contact].mean() < 1.0
+    assert stats["mean_std"] == pytest.approx(float(std.mean()), rel=1e-5)
+    # masking: rows above max_std are dropped (not continued), the rest kept unchanged
+    stats = {}
+    masked = branched_rollout(ens, start, 1, fns, np.random.default_rng(1), policy=policy, stats=stats, max_std=0.15)
+    keep = std <= 0.15
+    assert stats["uncertain"] == int((~keep).sum()) > 100 and keep.sum() > 100
+    assert np.array_equal(masked.obs, start.obs[keep]) and np.array_equal(masked.next_obs, plain.next_obs[keep])
+    assert (masked.obs[:, 0] < 0.3).all()

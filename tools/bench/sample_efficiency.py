@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--envs", nargs="+", default=["Reacher-v5", "reacher2"])
     ap.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", type=int, nargs="+", default=None, help="run these seeds instead of 0..seeds-1")
     ap.add_argument("--max-steps", type=int, default=20_000)
     ap.add_argument("--max-steps-model", type=int, default=0, help="step cap for mbpo/dyna (default: --max-steps)")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
@@ -112,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     for env in args.envs:
         if env not in thresholds:
             raise SystemExit(f"no return threshold for {env}: pass --threshold {env}=VALUE")
+    seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
     jobs = [(env, algo, seed, args, thresholds[env], out)
-            for env in args.envs for algo in args.algos for seed in range(args.seeds)]
+            for env in args.envs for algo in args.algos for seed in seeds]
     print(f"{len(jobs)} runs, {args.jobs} at a time, {args.threads} torch thread(s) each", flush=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for j in jobs:
             record(run_one(j))
-    print(f"\nmedians over {args.seeds} seeds (step caps: {args.max_steps}, model-based "
+    print(f"\nmedians over {len(seeds)} seeds (step caps: {args.max_steps}, model-based "
           f"{args.max_steps_model or args.max_steps}); ratios = SB3 / algo (higher is better)")
     print(f"{'env':12s} {'algo':10s} {'steps':>8s} {'x SB3':>7s} {'seconds':>8s} {'x SB3':>7s}")
     table = {}
