@@ -140,16 +140,29 @@ class ReplayBuffer:
 
 
 def sample_mixed(
-    real: ReplayBuffer, model: ReplayBuffer | None, n: int, real_ratio: float, rng: np.random.Generator
+    real: ReplayBuffer,
+    model: ReplayBuffer | None,
+    n: int,
+    real_ratio: float,
+    rng: np.random.Generator,
+    n_batches: int = 1,
 ) -> Batch:
-    """A batch with ``round(n * real_ratio)`` real rows and the rest model rows (MBPO mixes within every batch)."""
+    """``n_batches`` batches of ``n`` rows back to back; each holds ``round(n * real_ratio)`` real rows, then model
+    rows (MBPO mixes within every batch). One call for all G batches of a real step: numpy's per-call overhead
+    is paid once, not G times; batch ``i`` is ``take(slice(i * n, (i + 1) * n))``."""
     if model is None or len(model) == 0 or real_ratio >= 1.0:
-        return real.sample(n, rng)
+        return real.sample(n * n_batches, rng)
     n_real = int(round(n * real_ratio))
     n_model = n - n_real
-    parts = []
-    if n_real:
-        parts.append(real.sample(n_real, rng))
-    if n_model:
-        parts.append(model.sample(n_model, rng))
-    return Batch.concat(parts) if len(parts) > 1 else parts[0]
+    if n_real == 0:
+        return model.sample(n * n_batches, rng)
+    if n_model == 0:
+        return real.sample(n * n_batches, rng)
+    r, m = real.sample(n_real * n_batches, rng), model.sample(n_model * n_batches, rng)
+
+    def interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = a.reshape(n_batches, n_real, *a.shape[1:])
+        b = b.reshape(n_batches, n_model, *b.shape[1:])
+        return np.concatenate([a, b], axis=1).reshape(n_batches * n, *a.shape[2:])
+
+    return Batch(**{name: interleave(getattr(r, name), getattr(m, name)) for name in FIELDS})

@@ -238,11 +238,12 @@ def train(
             if step >= start_steps:
                 # model rows only once the model buffer holds at least a batch (never overfit a handful of rows)
                 ratio = cfg.real_ratio if model_buf is not None and len(model_buf) >= cfg.sac.batch_size else 1.0
-                for _ in range(cfg.updates_per_step):
-                    batch = sample_mixed(real, model_buf, cfg.sac.batch_size, ratio, rng)
-                    if cfg.goal_relabel_ratio > 0:
-                        batch = relabel_goals(batch, task_fns, cfg.goal_relabel_ratio, rng, cfg.achieved_goal_ratio)
-                    stats = agent.update(batch)
+                bs, n_up = cfg.sac.batch_size, cfg.updates_per_step
+                batches = sample_mixed(real, model_buf, bs, ratio, rng, n_batches=n_up)  # G batches, one draw
+                if cfg.goal_relabel_ratio > 0:
+                    batches = relabel_goals(batches, task_fns, cfg.goal_relabel_ratio, rng, cfg.achieved_goal_ratio)
+                for i in range(n_up):
+                    stats = agent.update(batches.take(slice(i * bs, (i + 1) * bs)))
                 if stats:
                     check_finite(stats, cfg.max_abs_q, f"step {step}")
 

@@ -157,3 +157,16 @@ def test_uncertainty_penalty_and_mask_act_where_the_model_predicts_spread() -> N
     assert stats["uncertain"] == int((~keep).sum()) > 100 and keep.sum() > 100
     assert np.array_equal(masked.obs, start.obs[keep]) and np.array_equal(masked.next_obs, plain.next_obs[keep])
     assert (masked.obs[:, 0] < 0.3).all()
+
+
+def test_mixed_batches_drawn_together_hold_the_real_ratio_within_every_batch() -> None:
+    real, model = ReplayBuffer(100, 2, 1), ReplayBuffer(100, 2, 1)
+    real.add(rows(50, start=0.0))
+    model.add(rows(50, start=1000.0))
+    many = sample_mixed(real, model, 200, 0.05, np.random.default_rng(0), n_batches=20)
+    assert len(many) == 4000
+    for i in range(20):
+        b = many.take(slice(i * 200, (i + 1) * 200))
+        assert int((b.obs[:, 0] < 1000).sum()) == 10
+        assert np.array_equal(b.next_obs, b.obs + 1)  # rows stay whole (every field reordered alike)
+    assert len(np.unique(many.obs[:, 0])) > 90  # drawn from both buffers, not one row repeated
