@@ -73,18 +73,17 @@ def branched_rollout(
         next_obs, model_reward, members, std = model.step_with_std(obs, action, rng)
         if constrain:
             next_obs = task_fns.constrain(obs, next_obs)
+        keep = np.ones(len(obs), np.bool_)
         if obs_bounds is not None:
-            inside = ((next_obs >= obs_bounds[0]) & (next_obs <= obs_bounds[1])).all(axis=1)
-            if not inside.all():
-                dropped += int((~inside).sum())
-                obs, action, next_obs = obs[inside], action[inside], next_obs[inside]
-                model_reward, members, std = model_reward[inside], members[inside], std[inside]
+            keep &= ((next_obs >= obs_bounds[0]) & (next_obs <= obs_bounds[1])).all(axis=1)
+            dropped += int((~keep).sum())
         if max_std is not None:
             sure = std <= max_std
-            if not sure.all():
-                uncertain += int((~sure).sum())
-                obs, action, next_obs = obs[sure], action[sure], next_obs[sure]
-                model_reward, members, std = model_reward[sure], members[sure], std[sure]
+            uncertain += int((keep & ~sure).sum())
+            keep &= sure
+        if not keep.all():
+            obs, action, next_obs = obs[keep], action[keep], next_obs[keep]
+            model_reward, members, std = model_reward[keep], members[keep], std[keep]
         reward = model_reward if learned_reward else task_fns.reward(obs, action, next_obs)
         if uncertainty_penalty > 0:
             reward = (reward - uncertainty_penalty * std).astype(np.float32)
