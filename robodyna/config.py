@@ -130,6 +130,9 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: typing.Mapping[st
                 return _convert(arg, value, source, key, meta)
             except ConfigError as exc:
                 errors.append(exc.allowed)
+        range_errors = [e for e in errors if not e.startswith("expected")]
+        if range_errors:  # right type, out of range (e.g. a negative value for `float | None` with ge=0): say so
+            raise ConfigError(source, key, value, range_errors[0])
         allowed = " or ".join(_type_name(a) for a in args)
         raise ConfigError(source, key, value, f"expected {allowed}")
     if origin is Literal:

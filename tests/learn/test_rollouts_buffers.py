@@ -170,3 +170,18 @@ def test_mixed_batches_drawn_together_hold_the_real_ratio_within_every_batch() -
         assert int((b.obs[:, 0] < 1000).sum()) == 10
         assert np.array_equal(b.next_obs, b.obs + 1)  # rows stay whole (every field reordered alike)
     assert len(np.unique(many.obs[:, 0])) > 90  # drawn from both buffers, not one row repeated
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ensemble.early_stop_on=nlll", r"ensemble\.early_stop_on: got 'nlll'; expected one of 'nll', 'mse'"),
+    ("rollout_uncertainty_penalty=-1", r"rollout_uncertainty_penalty: got -1; must be >= 0"),
+    ("rollout_max_std=-0.5", r"rollout_max_std: got -0\.5; must be > 0"),
+    ("rollout_max_std=abc", r"rollout_max_std: got .abc.; expected float or null"),
+    ("rollout_constraints=maybe", r"rollout_constraints: got 'maybe'; expected true or false"),
+])
+def test_bad_rollout_and_early_stopping_options_fail_at_load_naming_the_key(override: str, message: str) -> None:
+    from robodyna.config import ConfigError
+    from robodyna.learn.config import load_algo_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_algo_config("mbpo", "Reacher-v5", [override])
