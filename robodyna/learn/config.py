@@ -66,6 +66,7 @@ class SACConfig:
     normalize_obs: bool = True
     num_threads: int = field(default=1, metadata={"ge": 1})
     bf16_hidden: bool = False  # hidden-layer matmuls in bfloat16 (faster on AVX512-BF16 CPUs); fp32 outputs
+    actor_update_every: int = field(default=1, metadata={"ge": 1})  # delayed policy updates (TD3 §5.2; REDQ)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class AlgoConfig:
     rollout_uncertainty_penalty: float = field(default=0.0, metadata={"ge": 0})  # MOPO λ: r - λ‖σ‖ on model rows
     rollout_constraints: bool = True  # project model predictions onto the task's known state constraints
     rollout_max_std: float | None = field(default=None, metadata={"gt": 0})  # drop model rows with ‖σ‖ above this
+    rollout_goal_relabel: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # fresh goals for rollout starts
+    model_inputs: Literal["obs", "state"] = "obs"  # state: only the task's dynamics columns feed the ensemble
     model_retain_epochs: int = field(default=1, metadata={"ge": 1})
     model_buffer_eviction: Literal["fifo", "flush_on_refit"] = "fifo"
     real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,10 +129,20 @@ class EnsembleNet(nn.Module):
 class DynamicsEnsemble:
     """Fit on real transitions, predict ``next_obs`` and reward; see the module docstring."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: EnsembleConfig, seed: int = 0) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, cfg: EnsembleConfig, seed: int = 0,
+        input_columns: Sequence[int] | None = None,
+    ) -> None:
+        """``input_columns``: the observation columns the dynamics depend on (the robot's state; default: all).
+        Every member still predicts the change of every observation column and the reward."""
         self.obs_dim, self.act_dim, self.cfg = obs_dim, act_dim, cfg
+        cols = np.arange(obs_dim) if input_columns is None else np.asarray(input_columns, dtype=np.int64)
+        if cols.ndim != 1 or cols.size == 0 or cols.min() < 0 or cols.max() >= obs_dim or len(set(cols)) != cols.size:
+            raise ValueError(f"ensemble input_columns must be distinct observation indices in [0, {obs_dim}), "
+                             f"got {list(cols)}")
+        self.input_columns = cols
         gen = torch.Generator().manual_seed(seed)
-        self.net = EnsembleNet(obs_dim + act_dim, obs_dim + 1, cfg, gen)
+        self.net = EnsembleNet(cols.size + act_dim, obs_dim + 1, cfg, gen)
         self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.elites = np.arange(cfg.n_elites)
         self.val_mse = np.full(cfg.n_members, np.inf)
@@ -139,11 +150,14 @@ class DynamicsEnsemble:
         self.n_fits = 0
 
     # ------------------------------------------------------------------ data
-    @staticmethod
-    def _io(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([batch.obs, batch.action], axis=1)
+    def _inputs(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Network inputs ``[obs[:, input_columns], action]`` (float32)."""
+        x = obs if self.input_columns.size == self.obs_dim else obs[:, self.input_columns]
+        return np.concatenate([x, action], axis=1).astype(np.float32, copy=False)
+
+    def _io(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         y = np.concatenate([batch.next_obs - batch.obs, batch.reward[:, None]], axis=1)
-        return x.astype(np.float32), y.astype(np.float32)
+        return self._inputs(batch.obs, batch.action), y.astype(np.float32)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Gaussian NLL of standardised targets ``y`` + log-var bound penalty (Chua et al. 2018, App. A.1)."""
@@ -272,7 +286,7 @@ class DynamicsEnsemble:
     def predict_all(self, obs: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every member on every row: (mean, var) ``[E, N, obs+1]`` of ``[Δobs, reward]``."""
         self._require_fitted()
-        x = torch.from_numpy(np.concatenate([obs, action], axis=1).astype(np.float32))
+        x = torch.from_numpy(self._inputs(obs, action))
         mean, logvar = self.net(x.unsqueeze(0).expand(self.cfg.n_members, -1, -1))
         std = self.net.out_std
         return (mean * std + self.net.out_mean).numpy(), (logvar.exp() * std**2).numpy()
@@ -314,7 +328,7 @@ class DynamicsEnsemble:
         n = len(obs)
         if members is None:
             members = self.elites[rng.integers(0, len(self.elites), size=n)]
-        x = np.concatenate([obs, action], axis=1).astype(np.float32, copy=False)
+        x = self._inputs(obs, action)
         order = np.argsort(members, kind="stable")
         counts = np.bincount(members, minlength=self.cfg.n_members)
         xs = torch.from_numpy(x[order])
@@ -351,6 +365,7 @@ class DynamicsEnsemble:
             "fitted": self.fitted,
             "n_fits": self.n_fits,
             "dims": (self.obs_dim, self.act_dim),
+            "input_columns": self.input_columns.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -359,6 +374,10 @@ class DynamicsEnsemble:
                 f"ensemble checkpoint has obs/action dims {tuple(state['dims'])}, "
                 f"expected {(self.obs_dim, self.act_dim)}"
             )
+        cols = state.get("input_columns", list(range(self.obs_dim)))  # older checkpoints: all columns
+        if list(cols) != self.input_columns.tolist():
+            raise ValueError(f"ensemble checkpoint reads observation columns {list(cols)} as inputs, this ensemble "
+                             f"{self.input_columns.tolist()} (model_inputs differs)")
         self.net.load_state_dict(state["net"])
         self.optim.load_state_dict(state["optim"])
         self.elites = np.asarray(state["elites"])

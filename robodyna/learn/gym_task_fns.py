@@ -36,6 +36,9 @@ class SimpleTaskFns:
     achieved_goal_fn: Callable[[np.ndarray], np.ndarray] | None = None
     # Known state constraints (joint limits, kinematics from the robot's model): (obs, next_obs) -> next_obs.
     constrain_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    # The observation columns the dynamics depend on (the robot's state); the others are the goal or follow from
+    # the state through constrain_fn. None: all columns (what the ensemble reads with model_inputs: state).
+    dynamics_columns: tuple[int, ...] | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -150,7 +153,7 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
     "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved,
-                                _reacher_constrain),
+                                _reacher_constrain, dynamics_columns=(0, 1, 2, 3, 6, 7)),  # cos, sin, q̇
     "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

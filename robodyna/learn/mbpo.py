@@ -82,6 +82,17 @@ def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[s
     return out
 
 
+def model_input_columns(cfg: AlgoConfig, task_fns: Any) -> list[int] | None:
+    """The observation columns the ensemble reads: all (``model_inputs: obs``), or with ``state`` the task's
+    ``dynamics_columns`` — the robot's own state, without the goal and the columns its constraints derive from
+    the state (a model that cannot see the target cannot learn spurious dependences on it from a few episodes).
+    A task that declares none keeps all columns."""
+    cols = getattr(task_fns, "dynamics_columns", None)
+    if cfg.model_inputs == "obs" or cols is None:
+        return None
+    return [int(c) for c in cols]
+
+
 def format_eval(ev: dict[str, Any]) -> str:
     """One line: return mean ± std, and final distance / success rate when the env reports them."""
     line = f"return {ev['mean_return']:8.3f} ± {ev['std_return']:.3f}"
@@ -119,9 +130,10 @@ def train(
     env = make_env(env_name, reality=reality)
     eval_env = make_env(env_name, reality=reality)
     spec, obs_names, task_fns = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env)
-    if cfg.goal_relabel_ratio > 0 and not supports_goal_relabel(task_fns):
-        raise ValueError(f"goal_relabel_ratio={cfg.goal_relabel_ratio}: {env_name} has no known goal distribution "
-                         "to relabel with (set goal_relabel_ratio=0)")
+    for key in ("goal_relabel_ratio", "rollout_goal_relabel"):
+        if getattr(cfg, key) > 0 and not supports_goal_relabel(task_fns):
+            raise ValueError(f"{key}={getattr(cfg, key)}: {env_name} has no known goal distribution "
+                             f"to relabel with (set {key}=0)")
     obs_dim, act_dim = len(obs_names), spec.act_dim
     low, high = spec.action_low_array.astype(np.float32), spec.action_high_array.astype(np.float32)
 
@@ -129,7 +141,8 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     agent = SAC(obs_dim, act_dim, low, high, cfg.sac, seed=cfg.seed)
-    model = DynamicsEnsemble(obs_dim, act_dim, cfg.ensemble, seed=cfg.seed + 1) if cfg.use_model else None
+    model = DynamicsEnsemble(obs_dim, act_dim, cfg.ensemble, seed=cfg.seed + 1,
+                             input_columns=model_input_columns(cfg, task_fns)) if cfg.use_model else None
     real = ReplayBuffer(cfg.real_buffer_size, obs_dim, act_dim, name="real buffer")
     k = cfg.rollout_length(0)
     model_buf = ReplayBuffer(cfg.model_buffer_size(k), obs_dim, act_dim, name="model buffer") if model else None
@@ -217,6 +230,8 @@ def train(
                     model_buf.clear()
                 model_buf.resize(cfg.model_buffer_size(k))
                 start = real.sample(cfg.rollout_batch, rng)
+                if cfg.rollout_goal_relabel > 0:  # branch towards goals the robot has not been given yet
+                    start = relabel_goals(start, task_fns, cfg.rollout_goal_relabel, rng)
                 bounds = None if cfg.rollout_obs_margin is None else real_obs_bounds(real, cfg.rollout_obs_margin)
                 ro_stats: dict[str, Any] = {}
                 rollout = branched_rollout(model, start, k, task_fns, rng, policy=policy_act,

@@ -151,6 +151,7 @@ class SAC:
         self._target: list[torch.Tensor] = list(self.critic_target.parameters())
         self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(), cfg.bf16_hidden)
         self.n_updates = 0
+        self._actor_stats: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ helpers
     def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -196,13 +197,20 @@ class SAC:
             g = sac_grads(
                 self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone, self.actor.normalize(nxt),
                 eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha,
+                actor=self.n_updates % cfg.actor_update_every == 0,
             )
             for (w, b), (gw, gb) in zip(self._nets.critic, g.critic):
                 w.grad, b.grad = gw, gb
-            for (w, b), (gw, gb) in zip(self._nets.actor, g.actor):
-                w.grad, b.grad = gw, gb
-            if g.log_alpha is not None:
-                self.log_alpha.grad = g.log_alpha.reshape(())
+            if g.actor is not None:  # else a critic-only step: Adam skips parameters without a gradient
+                for (w, b), (gw, gb) in zip(self._nets.actor, g.actor):
+                    w.grad, b.grad = gw, gb
+                assert g.actor_loss is not None and g.alpha_loss is not None and g.logp is not None
+                self._actor_stats = {"actor_loss": g.actor_loss, "alpha_loss": g.alpha_loss,
+                                     "entropy": -g.logp.mean()}
+            else:
+                for w, b in self._nets.actor:
+                    w.grad = b.grad = None
+            self.log_alpha.grad = None if g.log_alpha is None else g.log_alpha.reshape(())
             alpha = self.log_alpha.exp()
         self.optim.step()
         with torch.no_grad():
@@ -210,12 +218,10 @@ class SAC:
         self.n_updates += 1
         return {
             "critic_loss": g.critic_loss,
-            "actor_loss": g.actor_loss,
-            "alpha_loss": g.alpha_loss,
+            **self._actor_stats,  # of the latest actor update
             "alpha": alpha,
             "q_mean": g.q.mean(),
             "q_max_abs": g.q.abs().max(),
-            "entropy": -g.logp.mean(),
         }
 
     # ------------------------------------------------------------------ state

@@ -49,14 +49,14 @@ class Nets:
 class Grads:
     """Gradients in the layout of :class:`Nets` plus the losses and statistics of this batch."""
 
-    actor: list[tuple[Tensor, Tensor]]
+    actor: list[tuple[Tensor, Tensor]] | None  # None: a critic-only update
     critic: list[tuple[Tensor, Tensor]]
     log_alpha: Tensor | None
     critic_loss: Tensor
-    actor_loss: Tensor
-    alpha_loss: Tensor
+    actor_loss: Tensor | None
+    alpha_loss: Tensor | None
     q: Tensor  # [n, B] Q(s, a) of the batch
-    logp: Tensor  # [B] log π(ã|s)
+    logp: Tensor | None  # [B] log π(ã|s)
 
 
 def _mm(x: Tensor, w: Tensor, bf16: bool) -> Tensor:
@@ -155,9 +155,10 @@ def critic_backward(
 # ---------------------------------------------------------------------------------------------- SAC
 def sac_grads(
     nets: Nets, log_alpha: Tensor, obs_n: Tensor, act: Tensor, rew: Tensor, notdone: Tensor, nxt_n: Tensor,
-    eps_next: Tensor, eps_pi: Tensor, gamma: float, target_entropy: float, auto_alpha: bool,
+    eps_next: Tensor, eps_pi: Tensor, gamma: float, target_entropy: float, auto_alpha: bool, actor: bool = True,
 ) -> Grads:
-    """Losses and gradients of one SAC update. ``act`` in [-1, 1]; ``obs_n``/``nxt_n`` normalised."""
+    """Losses and gradients of one SAC update. ``act`` in [-1, 1]; ``obs_n``/``nxt_n`` normalised.
+    ``actor=False``: the critic's alone (delayed policy updates), about 45 % less arithmetic."""
     bf16 = nets.bf16
     batch, obs_dim = obs_n.shape
     act_dim = act.shape[1]
@@ -171,6 +172,8 @@ def sac_grads(
     diff = q - target
     critic_loss = 0.5 * diff.pow(2).mean(1).sum()
     critic_g, _ = critic_backward(nets.critic, hs, diff / batch, True, None, bf16)
+    if not actor:
+        return Grads(None, critic_g, None, critic_loss, None, None, q, None)
     # Actor through the (fixed) critic: only the minimum member carries gradient for each sample.
     ahs, raw, std, a_pi, logp = sample_forward(nets.actor, obs_n, eps_pi, bf16)
     khs, q_pi = critic_forward(nets.critic, torch.cat([obs_n, a_pi], 1), bf16)

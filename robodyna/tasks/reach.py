@@ -57,6 +57,12 @@ class ReachFns:
         return out
 
     @property
+    def dynamics_columns(self) -> tuple[int, ...]:
+        """The columns the arm's dynamics depend on: joint positions and velocities (the end effector follows
+        from the positions, the target is the goal)."""
+        return tuple(range(2 * self.n_joints))
+
+    @property
     def has_goals(self) -> bool:
         return self.goal_low_m is not None and self.goal_high_m is not None
 

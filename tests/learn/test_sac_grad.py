@@ -106,3 +106,39 @@ def test_actor_gradient_flows_only_through_the_smaller_q(agent_and_inputs: tuple
     changed = _manual(agent, torch.tensor(0.0), inputs, False)
     for (gw, _), (cw, _) in zip(base.actor, changed.actor):
         torch.testing.assert_close(gw, cw)
+
+
+def test_a_critic_only_update_gives_the_same_critic_gradients_and_no_actor_ones(
+    agent_and_inputs: tuple[SAC, dict],
+) -> None:
+    agent, inputs = agent_and_inputs
+    nets = Nets(agent.actor.layers(), agent.critic.layers(), agent.critic_target.layers(), False)
+    args = (nets, torch.tensor(0.0), inputs["obs_n"], inputs["act"], inputs["rew"], inputs["notdone"],
+            inputs["nxt_n"], inputs["eps_next"], inputs["eps_pi"], 0.99, -2.0, True)
+    with torch.no_grad():
+        full, critic_only = sac_grads(*args), sac_grads(*args, actor=False)
+    assert critic_only.actor is None and critic_only.log_alpha is None
+    for (fw, fb), (cw, cb) in zip(full.critic, critic_only.critic):
+        torch.testing.assert_close(fw, cw)
+        torch.testing.assert_close(fb, cb)
+
+
+def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only() -> None:
+    from robodyna.data.batch import Batch
+
+    rng = np.random.default_rng(0)
+    agent = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32, actor_update_every=3), seed=0)
+    batch = Batch.create(rng.normal(size=(64, 4)).astype(np.float32), rng.uniform(-1, 1, (64, 2)).astype(np.float32),
+                         rng.normal(size=64).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32),
+                         np.zeros(64, bool), np.zeros(64, bool))
+    moved = []
+    for _ in range(6):
+        actor0 = [p.detach().clone() for p in agent.actor.parameters()]
+        critic0 = [p.detach().clone() for p in agent.critic.parameters()]
+        alpha0 = agent.log_alpha.item()
+        agent.update(batch)
+        actor_moved = any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
+        assert any(not torch.equal(c, p) for c, p in zip(critic0, agent.critic.parameters()))  # every update
+        assert actor_moved == (agent.log_alpha.item() != alpha0)
+        moved.append(actor_moved)
+    assert moved == [True, False, False, True, False, False]
