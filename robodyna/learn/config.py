@@ -65,7 +65,8 @@ class SACConfig:
     target_entropy: float | None = None  # None -> -|A|
     normalize_obs: bool = True
     num_threads: int = field(default=1, metadata={"ge": 1})
-    bf16_hidden: bool = False  # hidden-layer matmuls in bfloat16 (faster on AVX512-BF16 CPUs); fp32 outputs
+    # hidden-layer matmuls in bfloat16, fp32 outputs; "auto": when the CPU has bf16 instructions (AVX512-BF16/AMX)
+    bf16_hidden: bool | Literal["auto"] = False
     actor_update_every: int = field(default=1, metadata={"ge": 1})  # delayed policy updates (TD3 §5.2; REDQ)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,21 @@ class UpdateStats:
     entropy: float
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bfloat16 dot products (Linux ``/proc/cpuinfo`` flags ``avx512_bf16`` or
+    ``amx_bf16``). Without them a bfloat16 matmul is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(setting: bool | str) -> bool:
+    """Resolve ``sac.bf16_hidden`` (true, false or "auto")."""
+    return cpu_has_bf16() if setting == "auto" else bool(setting)
+
+
 class SAC:
     """SAC agent; ``update(batch)`` does one gradient step, ``act(obs, rng)`` returns physical actions."""
 
@@ -149,7 +165,8 @@ class SAC:
         self.optim = torch.optim.Adam(params, lr=cfg.lr, fused=True)
         self._online: list[torch.Tensor] = list(self.critic.parameters())
         self._target: list[torch.Tensor] = list(self.critic_target.parameters())
-        self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(), cfg.bf16_hidden)
+        self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(),
+                          use_bf16(cfg.bf16_hidden))
         self.n_updates = 0
         self._actor_stats: dict[str, torch.Tensor] = {}
 

@@ -142,3 +142,19 @@ def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only()
         assert actor_moved == (agent.log_alpha.item() != alpha0)
         moved.append(actor_moved)
     assert moved == [True, False, False, True, False, False]
+
+
+def test_bf16_auto_follows_the_cpu_and_other_values_fail_at_load() -> None:
+    from pathlib import Path
+
+    from robodyna.config import ConfigError
+    from robodyna.learn.config import load_algo_config
+    from robodyna.learn.sac import use_bf16
+
+    cpu = Path("/proc/cpuinfo")
+    flags = cpu.read_text().split() if cpu.exists() else []
+    assert use_bf16("auto") == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert use_bf16(True) and not use_bf16(False)
+    assert load_algo_config("sac", None, ["sac.bf16_hidden=auto"]).sac.bf16_hidden == "auto"
+    with pytest.raises(ConfigError, match=r"sac\.bf16_hidden: got 'sometimes'; expected bool or one of 'auto'"):
+        load_algo_config("sac", None, ["sac.bf16_hidden=sometimes"])
