@@ -53,7 +53,8 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float) -> d
     from stable_baselines3 import SAC as SB3SAC
 
     env, eval_env = make_env(env_name), make_env(env_name)
-    model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts)
+    model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
+                   gamma=args.sb3_gamma, tau=args.sb3_tau)
     t0, steps, curve = time.perf_counter(), 0, []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--also", type=float, nargs="*", default=[-7.0, -6.0],
                     help="extra (easier) return levels reported from the same curves")
     ap.add_argument("--sb3-learning-starts", type=int, default=1000)
+    ap.add_argument("--sb3-gamma", type=float, default=0.99, help="SB3's discount (its default 0.99)")
+    ap.add_argument("--sb3-tau", type=float, default=0.005, help="SB3's target-network rate (its default 0.005)")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
