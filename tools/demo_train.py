@@ -20,7 +20,7 @@ from robodyna.learn.mbpo import evaluate, format_eval, train
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--robot", default="reacher2")
-    ap.add_argument("--minutes", type=float, default=3.0, help="wall-time budget of the MBPO run")
+    ap.add_argument("--minutes", type=float, default=5.0, help="wall-time budget of the MBPO run")
     ap.add_argument("--run-dir", default="runs/demo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--episodes", type=int, default=10, help="evaluation episodes for the final comparison")
