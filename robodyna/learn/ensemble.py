@@ -141,6 +141,7 @@ class DynamicsEnsemble:
             raise ValueError(f"ensemble input_columns must be distinct observation indices in [0, {obs_dim}), "
                              f"got {list(cols)}")
         self.input_columns = cols
+        self._all_columns = bool(np.array_equal(cols, np.arange(obs_dim)))  # identity: no gather needed
         gen = torch.Generator().manual_seed(seed)
         self.net = EnsembleNet(cols.size + act_dim, obs_dim + 1, cfg, gen)
         self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -152,7 +153,7 @@ class DynamicsEnsemble:
     # ------------------------------------------------------------------ data
     def _inputs(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Network inputs ``[obs[:, input_columns], action]`` (float32)."""
-        x = obs if self.input_columns.size == self.obs_dim else obs[:, self.input_columns]
+        x = obs if self._all_columns else obs[:, self.input_columns]
         return np.concatenate([x, action], axis=1).astype(np.float32, copy=False)
 
     def _io(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,7 @@ class UpdateStats:
     entropy: float
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bfloat16 dot products (Linux ``/proc/cpuinfo`` flags ``avx512_bf16`` or
     ``amx_bf16``). Without them a bfloat16 matmul is emulated and slower than float32."""

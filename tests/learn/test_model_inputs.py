@@ -90,6 +90,13 @@ def test_an_ensemble_on_state_columns_ignores_the_other_columns() -> None:
         assert np.allclose(mean_a, mean_b) == same
 
 
+def test_an_ensemble_reads_its_input_columns_in_the_order_given() -> None:
+    ens = DynamicsEnsemble(3, 1, EnsembleConfig(hidden=8, layers=1), input_columns=[2, 0, 1])
+    obs = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = ens._inputs(obs, np.full((2, 1), 9.0, np.float32))
+    np.testing.assert_array_equal(x, [[2, 0, 1, 9], [5, 3, 4, 9]])
+
+
 def test_an_ensemble_checkpoint_with_other_input_columns_is_refused() -> None:
     cfg = EnsembleConfig(hidden=16, layers=2, max_epochs=2)
     saved = DynamicsEnsemble(3, 1, cfg, seed=0).state_dict()
