@@ -68,6 +68,10 @@ class SACConfig:
     # hidden-layer matmuls in bfloat16, fp32 outputs; "auto": when the CPU has bf16 instructions (AVX512-BF16/AMX)
     bf16_hidden: bool | Literal["auto"] = False
     actor_update_every: int = field(default=1, metadata={"ge": 1})  # delayed policy updates (TD3 §5.2; REDQ)
+    critic_layer_norm: bool = False  # LayerNorm before every hidden ReLU of the critics (DroQ §4; RLPD §3.2)
+    # the update's losses and gradients through torch.compile (inductor, fused C++ kernels); "auto": when a C++
+    # compiler is on PATH, falling back to eager (with a warning) if compilation fails
+    compile: bool | Literal["auto"] = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,11 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,9 @@ from torch import nn
 
 from robodyna.data.batch import Batch
 from robodyna.learn.config import SACConfig
-from robodyna.learn.sac_grad import LOG_STD_MAX, LOG_STD_MIN, Nets, sac_grads
+from robodyna.learn.sac_grad import LOG_STD_MAX, LOG_STD_MIN, Grads, Nets, sac_grads
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceError(FloatingPointError):
@@ -85,10 +91,11 @@ class DeterministicPolicy(nn.Module):
 
 
 class TwinCritic(nn.Module):
-    """Two Q-networks as one batched MLP; ``forward(x, detach=False) -> [2, B]``."""
+    """Two Q-networks as one batched MLP, optionally layer-normed before every hidden ReLU; ``forward(x) -> [2, B]``."""
 
-    def __init__(self, in_dim: int, hidden: int, layers: int, n: int = 2) -> None:
+    def __init__(self, in_dim: int, hidden: int, layers: int, n: int = 2, layer_norm: bool = False) -> None:
         super().__init__()
+        self.layer_norm = layer_norm
         dims = [in_dim] + [hidden] * layers + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -104,7 +111,7 @@ class TwinCritic(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < last:
-                h = F.relu(h)
+                h = F.relu(F.layer_norm(h, h.shape[-1:]) if self.layer_norm else h)
         return h.squeeze(-1)
 
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -138,6 +145,23 @@ def use_bf16(setting: bool | str) -> bool:
     return cpu_has_bf16() if setting == "auto" else bool(setting)
 
 
+def has_cxx_compiler() -> bool:
+    """A C++ compiler on PATH (``$CXX``, ``c++`` or ``g++``): what torch.compile's CPU backend builds kernels with."""
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++") if c)
+
+
+def use_compile(setting: bool | str) -> bool:
+    """Resolve ``sac.compile`` (true, false or "auto")."""
+    return has_cxx_compiler() if setting == "auto" else bool(setting)
+
+
+@functools.cache
+def compiled_sac_grads() -> Callable[..., Grads]:
+    """:func:`sac_grads` through torch.compile (one compiled function per process, static shapes): inductor fuses
+    the elementwise tails of every layer into the matmuls' neighbours and drops the per-op dispatch."""
+    return torch.compile(sac_grads, dynamic=False)  # type: ignore[return-value]
+
+
 class SAC:
     """SAC agent; ``update(batch)`` does one gradient step, ``act(obs, rng)`` returns physical actions."""
 
@@ -154,8 +178,8 @@ class SAC:
         self._offset = torch.as_tensor((self.high + self.low) / 2.0)
         torch.manual_seed(seed)
         self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.layers)
-        self.critic = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers)
-        self.critic_target = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers)
+        self.critic = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers, layer_norm=cfg.critic_layer_norm)
+        self.critic_target = TwinCritic(obs_dim + act_dim, cfg.hidden, cfg.layers, layer_norm=cfg.critic_layer_norm)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)), requires_grad=cfg.auto_alpha)
@@ -168,9 +192,12 @@ class SAC:
         self._online: list[torch.Tensor] = list(self.critic.parameters())
         self._target: list[torch.Tensor] = list(self.critic_target.parameters())
         self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(),
-                          use_bf16(cfg.bf16_hidden))
+                          use_bf16(cfg.bf16_hidden), cfg.critic_layer_norm)
         self.n_updates = 0
         self._actor_stats: dict[str, torch.Tensor] = {}
+        self._grads: Callable[..., Grads] = compiled_sac_grads() if use_compile(cfg.compile) else sac_grads
+        # the compiled path proves itself on its first call of each graph (full update, critic-only update)
+        self._unproven: set[bool] = set() if self._grads is sac_grads else {True, cfg.actor_update_every == 1}
 
     # ------------------------------------------------------------------ helpers
     def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -213,11 +240,9 @@ class SAC:
             notdone = 1.0 - torch.from_numpy(batch.terminated).float()
             n, a = obs.shape[0], self.act_dim
             eps = torch.randn(2, n, a)
-            g = sac_grads(
-                self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone, self.actor.normalize(nxt),
-                eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha,
-                actor=self.n_updates % cfg.actor_update_every == 0,
-            )
+            args = (self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone,
+                    self.actor.normalize(nxt), eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha)
+            g = self._compute_grads(args, actor=self.n_updates % cfg.actor_update_every == 0)
             for (w, b), (gw, gb) in zip(self._nets.critic, g.critic):
                 w.grad, b.grad = gw, gb
             if g.actor is not None:  # else a critic-only step: Adam skips parameters without a gradient
@@ -242,6 +267,29 @@ class SAC:
             "q_mean": g.q.mean(),
             "q_max_abs": g.q.abs().max(),
         }
+
+    def _compute_grads(self, args: tuple[Any, ...], actor: bool) -> Grads:
+        """:func:`sac_grads`, compiled where configured. With ``compile: auto`` a compilation that fails (no
+        working toolchain, an unsupported op) falls back to eager once, with a warning; ``true`` raises."""
+        if actor not in self._unproven:
+            return self._grads(*args, actor=actor)
+        try:
+            g = self._grads(*args, actor=actor)
+        except Exception as exc:  # noqa: BLE001 - inductor raises many types; only on the first calls
+            if self.cfg.compile is True:
+                raise RuntimeError(f"sac.compile=true: torch.compile of the SAC update failed: {exc}") from exc
+            log.warning("sac.compile=auto: torch.compile of the SAC update failed (%s: %s); using eager",
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            eager: Callable[..., Grads] = sac_grads
+            self._grads, self._unproven = eager, set()
+            return eager(*args, actor=actor)
+        self._unproven.discard(actor)
+        return g
+
+    @property
+    def compiled(self) -> bool:
+        """Whether updates run through torch.compile (false after an ``auto`` fallback)."""
+        return self._grads is not sac_grads
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG2 = math.log(2.0)
 _relu_grad = torch.ops.aten.threshold_backward
+_LN_EPS = 1e-5
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Nets:
     critic: list[tuple[Tensor, Tensor]]
     target: list[tuple[Tensor, Tensor]]
     bf16: bool = False
+    critic_layer_norm: bool = False  # LayerNorm (no affine) between every hidden Linear and its ReLU in the critics
 
 
 @dataclass
@@ -116,37 +118,61 @@ def sample_forward(
 
 
 # ---------------------------------------------------------------------------------------------- critic
-def critic_forward(layers: list[tuple[Tensor, Tensor]], x: Tensor, bf16: bool) -> tuple[list[Tensor], Tensor]:
-    """All members on the same input ``x [B, D]``; returns (inputs of every layer, Q ``[n, B]``)."""
+def critic_forward(
+    layers: list[tuple[Tensor, Tensor]], x: Tensor, bf16: bool, layer_norm: bool = False,
+) -> tuple[list[Tensor], Tensor, list[tuple[Tensor, Tensor]]]:
+    """All members on the same input ``x [B, D]``; returns (inputs of every layer, Q ``[n, B]``, every hidden
+    LayerNorm's output before ReLU and reciprocal standard deviation ``[n, B, 1]``, empty without ``layer_norm``)."""
     n = layers[0][0].shape[0]
     h = x.unsqueeze(0).expand(n, -1, -1)
-    hs = [h]
+    hs: list[Tensor] = [h]
+    norms: list[tuple[Tensor, Tensor]] = []
     for w, b in layers[:-1]:
-        h = (_mm(h, w, True) + b if bf16 and _big(w) else torch.baddbmm(b, h, w)).relu_()
+        h = _mm(h, w, True) + b if bf16 and _big(w) else torch.baddbmm(b, h, w)
+        if layer_norm:  # (z − μ) / σ over the features, σ = √(var + ε), no affine part (DroQ; RLPD)
+            var, mu = torch.var_mean(h, -1, keepdim=True, correction=0)
+            rstd = (var + _LN_EPS).rsqrt()
+            h = (h - mu) * rstd
+            norms.append((h, rstd))
+            h = h.relu()
+        else:
+            h = h.relu_()
         hs.append(h)
     w, b = layers[-1]  # 1-wide output: multiply-reduce beats a batched GEMV several times
-    return hs, (h * w.transpose(1, 2)).sum(-1) + b.squeeze(-1)
+    return hs, (h * w.transpose(1, 2)).sum(-1) + b.squeeze(-1), norms
+
+
+def _act_backward(dh: Tensor, h: Tensor, norm: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Gradient through ReLU from the layer's output ``h``, then through LayerNorm when ``norm`` = (its output
+    ``n``, 1/σ) is given: ``(dn − mean dn − n mean(dn n)) / σ``."""
+    dn = _relu_grad(dh, h, 0)
+    if norm is None:
+        return dn
+    n, rstd = norm
+    return rstd * (dn - dn.mean(-1, keepdim=True) - n * (dn * n).mean(-1, keepdim=True))
 
 
 def critic_backward(
     layers: list[tuple[Tensor, Tensor]], hs: list[Tensor], dq: Tensor, weights: bool, x_cols: slice | None,
-    bf16: bool,
+    bf16: bool, norms: list[tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[list[tuple[Tensor, Tensor]], Tensor | None]:
-    """Backprop ``dq [n, B]``: weight gradients (if ``weights``) and d/dx[:, x_cols] summed over members."""
+    """Backprop ``dq [n, B]``: weight gradients (if ``weights``) and d/dx[:, x_cols] summed over members.
+    ``norms``: from :func:`critic_forward` of a layer-normed critic."""
     last = len(layers) - 1
+    ln: list[tuple[Tensor, Tensor] | None] = list(norms) if norms else [None] * last
     grads: list[tuple[Tensor, Tensor]] = []
     d3 = dq.unsqueeze(-1)  # [n, B, 1]
     w_out = layers[last][0]
     if weights:
         grads.append(((hs[last] * d3).sum(1).unsqueeze(-1), d3.sum(1, keepdim=True)))
-    d = _relu_grad(d3 * w_out.transpose(1, 2), hs[last], 0)  # [n, B, H]
+    d = _act_backward(d3 * w_out.transpose(1, 2), hs[last], ln[last - 1])  # [n, B, H]
     for i in range(last - 1, -1, -1):
         w = layers[i][0]
         lowp = bf16 and _big(w)
         if weights:
             grads.append((_mm(hs[i].transpose(1, 2), d, lowp), d.sum(1, keepdim=True)))
         if i > 0:
-            d = _relu_grad(_mm(d, w.transpose(1, 2), lowp), hs[i], 0)
+            d = _act_backward(_mm(d, w.transpose(1, 2), lowp), hs[i], ln[i - 1])
     dx = None if x_cols is None else torch.bmm(d, layers[0][0][:, x_cols, :].transpose(1, 2)).sum(0)
     grads.reverse()
     return grads, dx
@@ -165,22 +191,23 @@ def sac_grads(
     alpha = log_alpha.exp()
     # Soft Bellman target from the target critic (clipped double-Q).
     _, _, _, a_next, logp_next = sample_forward(nets.actor, nxt_n, eps_next, bf16)
-    _, q_next = critic_forward(nets.target, torch.cat([nxt_n, a_next], 1), bf16)
+    ln = nets.critic_layer_norm
+    _, q_next, _ = critic_forward(nets.target, torch.cat([nxt_n, a_next], 1), bf16, ln)
     target = rew + gamma * notdone * (q_next.min(0).values - alpha * logp_next)
     # Critic regression.
-    hs, q = critic_forward(nets.critic, torch.cat([obs_n, act], 1), bf16)
+    hs, q, rs = critic_forward(nets.critic, torch.cat([obs_n, act], 1), bf16, ln)
     diff = q - target
     critic_loss = 0.5 * diff.pow(2).mean(1).sum()
-    critic_g, _ = critic_backward(nets.critic, hs, diff / batch, True, None, bf16)
+    critic_g, _ = critic_backward(nets.critic, hs, diff / batch, True, None, bf16, rs)
     if not actor:
         return Grads(None, critic_g, None, critic_loss, None, None, q, None)
     # Actor through the (fixed) critic: only the minimum member carries gradient for each sample.
     ahs, raw, std, a_pi, logp = sample_forward(nets.actor, obs_n, eps_pi, bf16)
-    khs, q_pi = critic_forward(nets.critic, torch.cat([obs_n, a_pi], 1), bf16)
+    khs, q_pi, krs = critic_forward(nets.critic, torch.cat([obs_n, a_pi], 1), bf16, ln)
     q_min, who = q_pi.min(0)
     actor_loss = (alpha * logp - q_min).mean()
     dq = torch.zeros_like(q_pi).scatter_(0, who.unsqueeze(0), -1.0 / batch)
-    _, da = critic_backward(nets.critic, khs, dq, False, slice(obs_dim, obs_dim + act_dim), bf16)
+    _, da = critic_backward(nets.critic, khs, dq, False, slice(obs_dim, obs_dim + act_dim), bf16, krs)
     assert da is not None
     c = alpha / batch  # d L_π / d log π per sample
     du = da * (1.0 - a_pi * a_pi) + (2.0 * c) * a_pi  # through tanh and the −Σ log(1 − tanh²u) term

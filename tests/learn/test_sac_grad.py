@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from robodyna.learn.config import SACConfig
-from robodyna.learn.sac import SAC
+from robodyna.learn.sac import SAC, TwinCritic
 from robodyna.learn.sac_grad import Nets, sac_grads
 
 
@@ -38,7 +38,8 @@ def _autograd_reference(agent: SAC, log_alpha: torch.Tensor, inputs: dict, targe
     n_layers = len(frozen) // 2
     for i in range(n_layers):
         h = torch.baddbmm(frozen[n_layers + i], h, frozen[i])
-        h = F.relu(h) if i < n_layers - 1 else h
+        if i < n_layers - 1:
+            h = F.relu(F.layer_norm(h, h.shape[-1:]) if agent.critic.layer_norm else h)
     actor_loss = (alpha * logp - h.squeeze(-1).min(0).values).mean()
     alpha_loss = -(la * (logp.detach() + target_entropy)).mean()
     for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
@@ -67,7 +68,8 @@ def agent_and_inputs() -> tuple[SAC, dict]:
 
 
 def _manual(agent: SAC, log_alpha: torch.Tensor, inputs: dict, bf16: bool) -> object:
-    nets = Nets(agent.actor.layers(), agent.critic.layers(), agent.critic_target.layers(), bf16)
+    nets = Nets(agent.actor.layers(), agent.critic.layers(), agent.critic_target.layers(), bf16,
+                agent.critic.layer_norm)
     with torch.no_grad():
         return sac_grads(nets, log_alpha, inputs["obs_n"], inputs["act"], inputs["rew"], inputs["notdone"],
                          inputs["nxt_n"], inputs["eps_next"], inputs["eps_pi"], 0.99, -2.0, True)
@@ -81,6 +83,33 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("bf16, tol", [(False, 1e-5), (True, 0.05)])
 def test_hand_written_sac_gradients_equal_autograd(agent_and_inputs: tuple[SAC, dict], bf16: bool, tol: float) -> None:
     agent, inputs = agent_and_inputs
+    _check_against_autograd(agent, inputs, bf16, tol)
+
+
+@pytest.mark.parametrize("bf16, tol", [(False, 1e-5), (True, 0.05)])
+def test_layer_normed_critic_gradients_equal_autograd(
+    agent_and_inputs: tuple[SAC, dict], bf16: bool, tol: float,
+) -> None:
+    plain, inputs = agent_and_inputs
+    agent = SAC(plain.obs_dim, plain.act_dim, plain.low, plain.high, SACConfig(critic_layer_norm=True), seed=0)
+    with torch.no_grad():
+        for p in agent.critic_target.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert agent.critic.layer_norm
+    _check_against_autograd(agent, inputs, bf16, tol)
+    # the normalisation is really there: the critic's hidden features have zero mean per sample before ReLU
+    x = torch.cat([inputs["obs_n"], inputs["act"]], -1)
+    w, b = agent.critic.layers()[0]
+    z = torch.nn.functional.layer_norm(torch.baddbmm(b, x.expand(2, -1, -1), w), (w.shape[-1],))
+    with torch.no_grad():
+        q_ln = agent.critic(x)
+        q_plain = TwinCritic(x.shape[1], 256, 2)
+        q_plain.load_state_dict(agent.critic.state_dict())
+        assert not torch.allclose(q_ln, q_plain(x))
+    assert z.mean(-1).abs().max() < 1e-4
+
+
+def _check_against_autograd(agent: SAC, inputs: dict, bf16: bool, tol: float) -> None:
     log_alpha = torch.tensor(math.log(0.3))
     ref = _autograd_reference(agent, log_alpha, inputs, -2.0)
     got = _manual(agent, log_alpha, inputs, bf16)

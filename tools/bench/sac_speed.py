@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         "default": SACConfig(),
         "bf16_hidden": SACConfig(bf16_hidden=True),
         "bf16_hidden+actor_update_every=2": SACConfig(bf16_hidden=True, actor_update_every=2),
+        "compile": SACConfig(compile=True),
+        "bf16_hidden+compile (the MBPO preset here)": SACConfig(bf16_hidden=True, compile=True),
+        "bf16_hidden+compile+critic_layer_norm": SACConfig(bf16_hidden=True, compile=True, critic_layer_norm=True),
     }
     agents = {name: SAC(data.obs_dim, data.act_dim, lo, hi, cfg, seed=0) for name, cfg in variants.items()}
     buf = ReplayBuffer(10_000, data.obs_dim, data.act_dim)
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         sb3.train(gradient_steps=args.updates, batch_size=256)
         return args.updates / (time.perf_counter() - t0)
 
-    for a in agents.values():  # warm-up
+    for a in agents.values():  # warm-up (and torch.compile's compilation, for the compiled variants)
         ours(a)
     theirs()
     runs: dict[str, list[float]] = {name: [] for name in [*agents, "sb3"]}
