@@ -84,7 +84,10 @@ class AlgoConfig:
     start_steps: int = field(default=5000, metadata={"ge": 1})
     epoch_length: int = field(default=1000, metadata={"ge": 1})
     model_train_every: int = field(default=250, metadata={"ge": 1})
-    rollout_batch: int = field(default=100_000, metadata={"ge": 1})
+    rollout_batch: int = field(default=100_000, metadata={"ge": 1})  # start states per rollout round
+    # real steps between rollout rounds (None: with every refit, as in MBPO); rounds between refits branch the
+    # latest policy through the current model
+    rollout_every: int | None = field(default=None, metadata={"ge": 1})
     rollout_schedule: tuple[int, int, int, int] = (20, 100, 1, 1)  # epoch0, epoch1, k0, k1 (MBPO App. C)
     rollout_obs_margin: float | None = field(default=0.5, metadata={"ge": 0})  # None: no bound check
     rollout_uncertainty_penalty: float = field(default=0.0, metadata={"ge": 0})  # MOPO λ: r - λ‖σ‖ on model rows
@@ -126,9 +129,14 @@ class AlgoConfig:
         frac = min(1.0, (epoch - e0) / (e1 - e0))
         return int(round(k0 + frac * (k1 - k0)))
 
+    @property
+    def rollout_period(self) -> int:
+        """Real steps between rollout rounds."""
+        return self.model_train_every if self.rollout_every is None else self.rollout_every
+
     def model_buffer_size(self, k: int) -> int:
         """FIFO size that holds ``model_retain_epochs`` epochs of rollouts of length k (MBPO §4)."""
-        per_epoch = max(1, self.epoch_length // self.model_train_every) * self.rollout_batch * k
+        per_epoch = max(1, self.epoch_length // self.rollout_period) * self.rollout_batch * k
         return per_epoch * self.model_retain_epochs
 
 

@@ -222,12 +222,17 @@ def train(
                 agent.set_obs_normalizer(data.obs.mean(0), data.obs.std(0))
 
             # 2. fit the model on real data only, then branch rollouts into the model buffer (MBPO §4)
-            if model is not None and model_buf is not None and step % cfg.model_train_every == 0 \
-                    and len(real) >= cfg.min_real_for_model:
+            if model is not None and step % cfg.model_train_every == 0 and len(real) >= cfg.min_real_for_model:
                 rep = model.fit(real.all(), rng)
-                k = cfg.rollout_length(step / cfg.epoch_length)
+                logger.scalars(step, {"model/epochs": rep.epochs, "model/fit_seconds": rep.seconds,
+                                      "model/train_loss": rep.train_loss,
+                                      **{f"model/val_mse/{i}": v for i, v in enumerate(rep.val_mse)}})
+                logger.text(step, "model/elites", " ".join(map(str, rep.elites)))
                 if cfg.model_buffer_eviction == "flush_on_refit":
+                    assert model_buf is not None
                     model_buf.clear()
+            if model is not None and model_buf is not None and model.fitted and step % cfg.rollout_period == 0:
+                k = cfg.rollout_length(step / cfg.epoch_length)
                 model_buf.resize(cfg.model_buffer_size(k))
                 start = real.sample(cfg.rollout_batch, rng)
                 if cfg.rollout_goal_relabel > 0:  # branch towards goals the robot has not been given yet
@@ -239,15 +244,12 @@ def train(
                                            stats=ro_stats, uncertainty_penalty=cfg.rollout_uncertainty_penalty,
                                            max_std=cfg.rollout_max_std, constrain=cfg.rollout_constraints)
                 model_buf.add(rollout)
-                logger.scalars(step, {"model/epochs": rep.epochs, "model/fit_seconds": rep.seconds,
-                                      "model/train_loss": rep.train_loss, "rollout/k": k,
-                                      "rollout/transitions": len(rollout), "model_buffer/size": len(model_buf),
+                logger.scalars(step, {"rollout/k": k, "rollout/transitions": len(rollout),
+                                      "model_buffer/size": len(model_buf),
                                       "rollout/out_of_bounds": ro_stats["out_of_bounds"],
                                       "rollout/mean_std": ro_stats["mean_std"],
                                       "rollout/uncertain": ro_stats["uncertain"],
-                                      "model_buffer/rejected": model_buf.rejected,
-                                      **{f"model/val_mse/{i}": v for i, v in enumerate(rep.val_mse)}})
-                logger.text(step, "model/elites", " ".join(map(str, rep.elites)))
+                                      "model_buffer/rejected": model_buf.rejected})
 
             # 3. G SAC updates on batches mixing real and model rows (MBPO §4)
             if step >= start_steps:

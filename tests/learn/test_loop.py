@@ -36,6 +36,19 @@ def test_the_three_presets_run_through_the_same_loop(tmp_path: Path) -> None:
         assert (tmp_path / algo / "config.yaml").exists() and (tmp_path / algo / "metrics.csv").exists()
 
 
+def test_rollout_rounds_between_refits_branch_from_the_current_model(tmp_path: Path) -> None:
+    import csv
+
+    cfg = load_algo_config("mbpo", POINT_ID, tiny_overrides() + ["rollout_every=25", "rollout_schedule=[0,1,2,2]"])
+    assert cfg.model_buffer_size(2) == 4 * 400 * 2  # one epoch (100 steps) of rounds every 25 steps, k = 2
+    res = train(cfg, POINT_ID, tmp_path / "r", 200, progress=False, tensorboard=False)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    fits = [int(r["step"]) for r in rows if r["key"] == "model/epochs"]
+    rounds = [int(r["step"]) for r in rows if r["key"] == "rollout/transitions"]
+    assert fits == [100, 200] and rounds == [100, 125, 150, 175, 200]
+    assert load_checkpoint(res.checkpoint)["model_buffer"]["size"] == 4 * 400 * 2  # FIFO full, older rounds out
+
+
 def test_sac_learns_the_point_task_far_better_than_random(tmp_path: Path) -> None:
     cfg = load_algo_config("sac", POINT_ID, [
         "start_steps=200", "eval_every=2000", "eval_episodes=10", "sac.hidden=64", "sac.batch_size=64",
