@@ -2,7 +2,7 @@
 
 MBPO (Janner et al. 2019, Alg. 2): collect real transitions; every ``model_train_every`` steps fit the dynamics
 ensemble on the real buffer only and branch ``rollout_batch`` k-step rollouts from real states with the latest
-policy into a FIFO model buffer; every real step do ``G`` SAC updates on batches mixing ``real_ratio`` real rows
+policy into a FIFO model buffer (with every refit, or every ``rollout_every`` steps through the current model); every real step do ``G`` SAC updates on batches mixing ``real_ratio`` real rows
 with model rows (optionally with a fraction of goals relabelled, :mod:`robodyna.learn.relabel`).
 Dyna = k=1 with buffer actions; SAC = model off (``use_model: false``, ``real_ratio: 1``).
 """
