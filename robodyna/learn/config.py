@@ -101,6 +101,8 @@ class AlgoConfig:
     updates_per_step: int = field(default=20, metadata={"ge": 0})
     goal_relabel_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # HER-style, goal tasks only
     achieved_goal_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # of those: the reached goal
+    # fraction of every SAC batch moved into a random equivalent frame of the task (tasks with a symmetry only)
+    symmetry_augment_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
     min_real_for_model: int = field(default=200, metadata={"ge": 1})
     eval_every: int = field(default=1000, metadata={"ge": 1})

@@ -39,6 +39,10 @@ class SimpleTaskFns:
     # The observation columns the dynamics depend on (the robot's state); the others are the goal or follow from
     # the state through constrain_fn. None: all columns (what the ensemble reads with model_inputs: state).
     dynamics_columns: tuple[int, ...] | None = None
+    # A symmetry of the task (robodyna.learn.symmetry): transform(obs [N, O], g [N, ...]) -> obs, under which
+    # dynamics and reward are invariant for the same action, and sample(n, rng) -> g.
+    symmetry_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    sample_symmetry_fn: Callable[[int, np.random.Generator], np.ndarray] | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -59,6 +63,20 @@ class SimpleTaskFns:
         if self.with_goal_fn is None:
             raise NotImplementedError("this task has no goal columns")
         return self.with_goal_fn(obs, goals)
+
+    @property
+    def has_symmetry(self) -> bool:
+        return self.symmetry_fn is not None and self.sample_symmetry_fn is not None
+
+    def sample_symmetry(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.sample_symmetry_fn is None:
+            raise NotImplementedError("this task declares no symmetry")
+        return self.sample_symmetry_fn(n, rng)
+
+    def apply_symmetry(self, obs: np.ndarray, g: np.ndarray) -> np.ndarray:
+        if self.symmetry_fn is None:
+            raise NotImplementedError("this task declares no symmetry")
+        return self.symmetry_fn(obs, g)
 
     def constrain(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Project predicted next observations onto the states the robot can reach (identity if none known)."""
@@ -136,6 +154,23 @@ def _reacher_constrain(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _reacher_rotate(obs: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Reacher-v5 turned about its base by ``phi [N]``: the shoulder angle q0 → q0 + φ, the target and the
+    fingertip − target vector rotate with it; the elbow angle and both joint velocities do not change. The arm is
+    planar, without gravity in its plane, its shoulder unlimited and nothing within its reach, so its dynamics
+    and the reward (distance, torque) are the same in every such frame for the same joint torques."""
+    c, s = np.cos(phi).astype(np.float32), np.sin(phi).astype(np.float32)
+    out = np.array(obs, dtype=np.float32, copy=True)
+    for x, y in ((0, 2), (4, 5), (8, 9)):  # (cos q0, sin q0), target xy, (fingertip − target) xy
+        out[:, x] = c * obs[:, x] - s * obs[:, y]
+        out[:, y] = s * obs[:, x] + c * obs[:, y]
+    return out
+
+
+def _uniform_angle(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(-np.pi, np.pi, size=n)
+
+
 def _pendulum_reward(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     # Pendulum-v1: obs = (cos θ, sin θ, θdot) *before* the step; cost on the pre-step state and torque.
     th = np.arctan2(obs[:, 1], obs[:, 0])
@@ -153,7 +188,8 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
     "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved,
-                                _reacher_constrain, dynamics_columns=(0, 1, 2, 3, 6, 7)),  # cos, sin, q̇
+                                _reacher_constrain, dynamics_columns=(0, 1, 2, 3, 6, 7),  # cos, sin, q̇
+                                symmetry_fn=_reacher_rotate, sample_symmetry_fn=_uniform_angle),
     "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

@@ -2,8 +2,10 @@
 
 MBPO (Janner et al. 2019, Alg. 2): collect real transitions; every ``model_train_every`` steps fit the dynamics
 ensemble on the real buffer only and branch ``rollout_batch`` k-step rollouts from real states with the latest
-policy into a FIFO model buffer (with every refit, or every ``rollout_every`` steps through the current model); every real step do ``G`` SAC updates on batches mixing ``real_ratio`` real rows
-with model rows (optionally with a fraction of goals relabelled, :mod:`robodyna.learn.relabel`).
+policy into a FIFO model buffer (with every refit, or every ``rollout_every`` steps through the current model);
+every real step do ``G`` SAC updates on batches mixing ``real_ratio`` real rows with model rows (optionally with a
+fraction of goals relabelled, :mod:`robodyna.learn.relabel`, and of rows moved into an equivalent frame of a
+symmetric task, :mod:`robodyna.learn.symmetry`).
 Dyna = k=1 with buffer actions; SAC = model off (``use_model: false``, ``real_ratio: 1``).
 """
 
@@ -33,6 +35,7 @@ from robodyna.learn.logger import RunLogger
 from robodyna.learn.relabel import relabel_goals, supports_goal_relabel
 from robodyna.learn.rollouts import branched_rollout, k_step_model_error, real_obs_bounds
 from robodyna.learn.sac import SAC, DivergenceError, check_finite
+from robodyna.learn.symmetry import augment_symmetry, supports_symmetry
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,9 @@ def train(
         if getattr(cfg, key) > 0 and not supports_goal_relabel(task_fns):
             raise ValueError(f"{key}={getattr(cfg, key)}: {env_name} has no known goal distribution "
                              f"to relabel with (set {key}=0)")
+    if cfg.symmetry_augment_ratio > 0 and not supports_symmetry(task_fns):
+        raise ValueError(f"symmetry_augment_ratio={cfg.symmetry_augment_ratio}: {env_name} declares no symmetry "
+                         "of its dynamics and reward (set symmetry_augment_ratio=0)")
     obs_dim, act_dim = len(obs_names), spec.act_dim
     low, high = spec.action_low_array.astype(np.float32), spec.action_high_array.astype(np.float32)
 
@@ -259,6 +265,8 @@ def train(
                 batches = sample_mixed(real, model_buf, bs, ratio, rng, n_batches=n_up)  # G batches, one draw
                 if cfg.goal_relabel_ratio > 0:
                     batches = relabel_goals(batches, task_fns, cfg.goal_relabel_ratio, rng, cfg.achieved_goal_ratio)
+                if cfg.symmetry_augment_ratio > 0:
+                    batches = augment_symmetry(batches, task_fns, cfg.symmetry_augment_ratio, rng)
                 for i in range(n_up):
                     stats = agent.update(batches.take(slice(i * bs, (i + 1) * bs)))
                 if stats:
