@@ -54,7 +54,7 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float) -> d
 
     env, eval_env = make_env(env_name), make_env(env_name)
     model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
-                   gamma=args.sb3_gamma, tau=args.sb3_tau)
+                   gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{args.sb3_init_alpha:g}")
     t0, steps, curve = time.perf_counter(), 0, []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sb3-learning-starts", type=int, default=1000)
     ap.add_argument("--sb3-gamma", type=float, default=0.99, help="SB3's discount (its default 0.99)")
     ap.add_argument("--sb3-tau", type=float, default=0.005, help="SB3's target-network rate (its default 0.005)")
+    ap.add_argument("--sb3-init-alpha", type=float, default=1.0,
+                    help="SB3's initial entropy coefficient, tuned automatically from there (its default 1.0)")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
