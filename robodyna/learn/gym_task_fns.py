@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,12 @@ class TaskFns(Protocol):
 
 
 ArrFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def task_declares(task_fns: Any, methods: tuple[str, ...], flag: str) -> bool:
+    """True when ``task_fns`` has every one of ``methods`` and its ``flag`` property (if it has one) is true:
+    whether a task provides an optional capability such as goals or a symmetry."""
+    return all(callable(getattr(task_fns, m, None)) for m in methods) and bool(getattr(task_fns, flag, True))
 
 
 @dataclass(frozen=True)

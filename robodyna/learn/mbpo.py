@@ -133,13 +133,13 @@ def train(
     env = make_env(env_name, reality=reality)
     eval_env = make_env(env_name, reality=reality)
     spec, obs_names, task_fns = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env)
-    for key in ("goal_relabel_ratio", "rollout_goal_relabel"):
-        if getattr(cfg, key) > 0 and not supports_goal_relabel(task_fns):
-            raise ValueError(f"{key}={getattr(cfg, key)}: {env_name} has no known goal distribution "
-                             f"to relabel with (set {key}=0)")
-    if cfg.symmetry_augment_ratio > 0 and not supports_symmetry(task_fns):
-        raise ValueError(f"symmetry_augment_ratio={cfg.symmetry_augment_ratio}: {env_name} declares no symmetry "
-                         "of its dynamics and reward (set symmetry_augment_ratio=0)")
+    goals, symmetry = supports_goal_relabel(task_fns), supports_symmetry(task_fns)
+    for key, supported, missing in (("goal_relabel_ratio", goals, "has no known goal distribution to relabel with"),
+                                    ("rollout_goal_relabel", goals, "has no known goal distribution to relabel with"),
+                                    ("symmetry_augment_ratio", symmetry,
+                                     "declares no symmetry of its dynamics and reward")):
+        if getattr(cfg, key) > 0 and not supported:
+            raise ValueError(f"{key}={getattr(cfg, key)}: {env_name} {missing} (set {key}=0)")
     obs_dim, act_dim = len(obs_names), spec.act_dim
     low, high = spec.action_low_array.astype(np.float32), spec.action_high_array.astype(np.float32)
 

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from robodyna.data.batch import Batch
+from robodyna.learn.gym_task_fns import task_declares
 
 
 def supports_goal_relabel(task_fns: Any) -> bool:
     """True when ``task_fns`` can sample goals, rewrite them into observations and read the achieved goal."""
-    methods = ("sample_goals", "with_goal", "achieved_goal")
-    return all(callable(getattr(task_fns, m, None)) for m in methods) and bool(getattr(task_fns, "has_goals", True))
+    return task_declares(task_fns, ("sample_goals", "with_goal", "achieved_goal"), "has_goals")
 
 
 def relabel_goals(

@@ -197,7 +197,8 @@ class SAC:
         self._actor_stats: dict[str, torch.Tensor] = {}
         self._grads: Callable[..., Grads] = compiled_sac_grads() if use_compile(cfg.compile) else sac_grads
         # the compiled path proves itself on its first call of each graph (full update, critic-only update)
-        self._unproven: set[bool] = set() if self._grads is sac_grads else {True, cfg.actor_update_every == 1}
+        graphs = {True} if cfg.actor_update_every == 1 else {True, False}  # the `actor` flags updates will use
+        self._unproven: set[bool] = set() if self._grads is sac_grads else graphs
 
     # ------------------------------------------------------------------ helpers
     def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:

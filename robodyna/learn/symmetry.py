@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from robodyna.data.batch import Batch
+from robodyna.learn.gym_task_fns import task_declares
 
 
 def supports_symmetry(task_fns: Any) -> bool:
     """True when ``task_fns`` declares a symmetry (sample and apply)."""
-    methods = ("sample_symmetry", "apply_symmetry")
-    return all(callable(getattr(task_fns, m, None)) for m in methods) and bool(getattr(task_fns, "has_symmetry", True))
+    return task_declares(task_fns, ("sample_symmetry", "apply_symmetry"), "has_symmetry")
 
 
 def augment_symmetry(batch: Batch, task_fns: Any, fraction: float, rng: np.random.Generator) -> Batch:
