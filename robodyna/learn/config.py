@@ -94,7 +94,9 @@ class AlgoConfig:
     rollout_constraints: bool = True  # project model predictions onto the task's known state constraints
     rollout_max_std: float | None = field(default=None, metadata={"gt": 0})  # drop model rows with ‖σ‖ above this
     rollout_goal_relabel: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # fresh goals for rollout starts
-    model_inputs: Literal["obs", "state"] = "obs"  # state: only the task's dynamics columns feed the ensemble
+    # state: only the task's dynamics columns feed the ensemble; coordinates: the ensemble predicts the task's joint
+    # angles and velocities (robodyna.learn.coords)
+    model_inputs: Literal["obs", "state", "coordinates"] = "obs"
     model_retain_epochs: int = field(default=1, metadata={"ge": 1})
     model_buffer_eviction: Literal["fifo", "flush_on_refit"] = "fifo"
     real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from robodyna.learn.coords import ModelCoordinates
+
 
 class TaskFns(Protocol):
     """``reward(obs, action, next_obs) -> float32[N]``, ``terminated(obs, action, next_obs) -> bool[N]``."""
@@ -49,6 +51,8 @@ class SimpleTaskFns:
     # dynamics and reward are invariant for the same action, and sample(n, rng) -> g.
     symmetry_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     sample_symmetry_fn: Callable[[int, np.random.Generator], np.ndarray] | None = None
+    # The task's generalised coordinates for the dynamics model (model_inputs: coordinates; robodyna.learn.coords).
+    model_coordinates: ModelCoordinates | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -173,6 +177,25 @@ def _reacher_rotate(obs: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return out
 
 
+def _reacher_encode(obs: np.ndarray) -> np.ndarray:
+    # z = [q0, q1, q̇0, q̇1, cos q1, sin q1]: the angles, the velocities, and the elbow as the dynamics read it.
+    q0, q1 = np.arctan2(obs[:, 2], obs[:, 0]), np.arctan2(obs[:, 3], obs[:, 1])
+    return np.stack([q0, q1, obs[:, 6], obs[:, 7], obs[:, 1], obs[:, 3]], axis=1)
+
+
+def _reacher_decode(obs: np.ndarray, z: np.ndarray) -> np.ndarray:
+    nxt = np.array(obs, dtype=np.float32, copy=True)
+    nxt[:, 0], nxt[:, 2], nxt[:, 1], nxt[:, 3] = np.cos(z[:, 0]), np.sin(z[:, 0]), np.cos(z[:, 1]), np.sin(z[:, 1])
+    nxt[:, 6], nxt[:, 7] = z[:, 2], z[:, 3]
+    return _reacher_constrain(obs, nxt)  # elbow limit, target kept, fingertip from the angles
+
+
+# The arm's torques act on (q̇0, q̇1) through a mass matrix and Coriolis terms of the elbow angle only: the shoulder
+# angle is not an input (Reacher-v5 is planar, without gravity in its plane, its shoulder unlimited).
+_REACHER_COORDINATES = ModelCoordinates(dim=6, encode=_reacher_encode, decode=_reacher_decode,
+                                        input_columns=(2, 3, 4, 5), angle_columns=(0, 1))
+
+
 def _uniform_angle(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-np.pi, np.pi, size=n)
 
@@ -195,7 +218,8 @@ def _inverted_pendulum_terminated(obs: np.ndarray, action: np.ndarray, next_obs:
 GYM_TASK_FNS: dict[str, SimpleTaskFns] = {
     "Reacher-v5": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved,
                                 _reacher_constrain, dynamics_columns=(0, 1, 2, 3, 6, 7),  # cos, sin, q̇
-                                symmetry_fn=_reacher_rotate, sample_symmetry_fn=_uniform_angle),
+                                symmetry_fn=_reacher_rotate, sample_symmetry_fn=_uniform_angle,
+                                model_coordinates=_REACHER_COORDINATES),
     "Reacher-v4": SimpleTaskFns(_reacher_reward, None, _reacher_goals, _reacher_with_goal, _reacher_achieved),
     "Pendulum-v1": SimpleTaskFns(_pendulum_reward),
     "InvertedPendulum-v5": SimpleTaskFns(_inverted_pendulum_reward, _inverted_pendulum_terminated),

@@ -29,6 +29,7 @@ from robodyna.data.batch import Batch
 from robodyna.learn.buffers import ReplayBuffer, sample_mixed
 from robodyna.learn.checkpoint import load_checkpoint, save_checkpoint
 from robodyna.learn.config import AlgoConfig
+from robodyna.learn.coords import CoordinateModel
 from robodyna.learn.ensemble import DynamicsEnsemble
 from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.logger import RunLogger
@@ -96,6 +97,17 @@ def model_input_columns(cfg: AlgoConfig, task_fns: Any) -> list[int] | None:
     return [int(c) for c in cols]
 
 
+def make_model(cfg: AlgoConfig, task_fns: Any, obs_dim: int, act_dim: int) -> DynamicsEnsemble | CoordinateModel:
+    """The dynamics ensemble ``cfg.model_inputs`` asks for: over observations, or in the task's coordinates."""
+    if cfg.model_inputs == "coordinates":
+        if getattr(task_fns, "model_coordinates", None) is None:
+            raise ValueError("model_inputs=coordinates: this task declares no model coordinates "
+                             "(set model_inputs=state or obs)")
+        return CoordinateModel(task_fns.model_coordinates, act_dim, cfg.ensemble, seed=cfg.seed + 1)
+    return DynamicsEnsemble(obs_dim, act_dim, cfg.ensemble, seed=cfg.seed + 1,
+                            input_columns=model_input_columns(cfg, task_fns))
+
+
 def format_eval(ev: dict[str, Any]) -> str:
     """One line: return mean ± std, and final distance / success rate when the env reports them."""
     line = f"return {ev['mean_return']:8.3f} ± {ev['std_return']:.3f}"
@@ -147,8 +159,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     agent = SAC(obs_dim, act_dim, low, high, cfg.sac, seed=cfg.seed)
-    model = DynamicsEnsemble(obs_dim, act_dim, cfg.ensemble, seed=cfg.seed + 1,
-                             input_columns=model_input_columns(cfg, task_fns)) if cfg.use_model else None
+    model = make_model(cfg, task_fns, obs_dim, act_dim) if cfg.use_model else None
     real = ReplayBuffer(cfg.real_buffer_size, obs_dim, act_dim, name="real buffer")
     k = cfg.rollout_length(0)
     model_buf = ReplayBuffer(cfg.model_buffer_size(k), obs_dim, act_dim, name="model buffer") if model else None

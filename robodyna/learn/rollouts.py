@@ -9,20 +9,34 @@ stops rows that terminate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from robodyna.data.batch import Batch
 from robodyna.learn.buffers import ReplayBuffer
-from robodyna.learn.ensemble import DynamicsEnsemble
 from robodyna.learn.envs import has_reward_fn
 
 PolicyFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+class DynamicsModel(Protocol):
+    """What rollouts need of a model: :class:`~robodyna.learn.ensemble.DynamicsEnsemble` or
+    :class:`~robodyna.learn.coords.CoordinateModel`."""
+
+    def step(
+        self, obs: np.ndarray, action: np.ndarray, rng: np.random.Generator, members: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def step_with_std(
+        self, obs: np.ndarray, action: np.ndarray, rng: np.random.Generator, members: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
 def branched_rollout(
-    model: DynamicsEnsemble,
+    model: DynamicsModel,
     start: Batch,
     k: int,
     task_fns: Any,
@@ -113,7 +127,7 @@ def real_obs_bounds(real: ReplayBuffer, margin: float) -> tuple[np.ndarray, np.n
 
 
 def k_step_model_error(
-    model: DynamicsEnsemble, episodes: list[Batch], k: int, rng: np.random.Generator
+    model: DynamicsModel, episodes: list[Batch], k: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Mean squared obs error after 1..k open-loop model steps along held-out real trajectories.
 
