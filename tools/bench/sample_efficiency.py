@@ -25,7 +25,10 @@ from robodyna.learn.mbpo import evaluate, train
 
 log = logging.getLogger("sample_efficiency")
 DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0}  # reacher2: a joint-PD oracle scores -5.7
-ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3")
+ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1")
+# The SB3 baselines ratios are printed against: SB3 SAC as configured (its defaults: α from 1.0), and SB3 SAC with
+# α started at 0.1 like robodyna's Reacher-v5 preset (from 1.0 its α takes thousands of updates to fall).
+SB3_INIT_ALPHA = {"sb3-alpha0.1": 0.1}
 # Variants of a preset: (preset, extra overrides). ``sac-rawobs`` is robodyna SAC without its observation
 # normaliser, i.e. configured exactly like SB3's SAC: the like-for-like correctness check against SB3.
 VARIANTS = {"sac-rawobs": ("sac", ["sac.normalize_obs=false"])}
@@ -49,12 +52,12 @@ def run_ours(algo: str, env: str, seed: int, args: argparse.Namespace, thr: floa
     return {"curve": curve, "seconds": time.perf_counter() - t0}
 
 
-def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float) -> dict[str, Any]:
+def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init_alpha: float) -> dict[str, Any]:
     from stable_baselines3 import SAC as SB3SAC
 
     env, eval_env = make_env(env_name), make_env(env_name)
     model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
-                   gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{args.sb3_init_alpha:g}")
+                   gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{init_alpha:g}")
     t0, steps, curve = time.perf_counter(), 0, []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
@@ -72,7 +75,10 @@ def run_one(job: tuple[str, str, int, argparse.Namespace, float, Path]) -> dict[
     """One (env, algo, seed) run in a worker process with its own torch thread budget."""
     env, algo, seed, args, thr, out = job
     torch.set_num_threads(args.threads)
-    r = run_sb3(env, seed, args, thr) if algo == "sb3" else run_ours(algo, env, seed, args, thr, out)
+    if algo.startswith("sb3"):
+        r = run_sb3(env, seed, args, thr, SB3_INIT_ALPHA.get(algo, args.sb3_init_alpha))
+    else:
+        r = run_ours(algo, env, seed, args, thr, out)
     r["steps_to_threshold"] = steps_to(r["curve"], thr)
     r["seconds_to_threshold"] = r["seconds"] if math.isfinite(r["steps_to_threshold"]) else math.inf
     r.update(env=env, algo=algo, seed=seed)
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sb3-gamma", type=float, default=0.99, help="SB3's discount (its default 0.99)")
     ap.add_argument("--sb3-tau", type=float, default=0.005, help="SB3's target-network rate (its default 0.005)")
     ap.add_argument("--sb3-init-alpha", type=float, default=1.0,
-                    help="SB3's initial entropy coefficient, tuned automatically from there (its default 1.0)")
+                    help="initial entropy coefficient of the sb3 algo, tuned from there (SB3's default 1.0; "
+                    "sb3-alpha0.1 always starts at 0.1)")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(r: dict[str, Any]) -> None:
         results.setdefault(r["env"], {}).setdefault(r["algo"], []).append(r)
-        print(f"{r['env']:12s} {r['algo']:10s} seed {r['seed']}: steps to {thresholds[r['env']]:g} = "
+        print(f"{r['env']:12s} {r['algo']:12s} seed {r['seed']}: steps to {thresholds[r['env']]:g} = "
               f"{r['steps_to_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
 
     if args.jobs > 1:
@@ -140,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         for j in jobs:
             record(run_one(j))
     print(f"\nmedians over {len(seeds)} seeds (step caps: {args.max_steps}, model-based "
-          f"{args.max_steps_model or args.max_steps}); ratios = SB3 / algo (higher is better)")
-    print(f"{'env':12s} {'algo':10s} {'steps':>8s} {'x SB3':>7s} {'seconds':>8s} {'x SB3':>7s}")
+          f"{args.max_steps_model or args.max_steps}); ratios = baseline / algo (higher is better), against "
+          f"sb3 (x SB3) and sb3-alpha0.1 (x SB3α) where they ran")
+    print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'x SB3α':>7s} {'seconds':>8s} {'x SB3':>7s} "
+          f"{'x SB3α':>7s}")
     table = {}
     for env, per_algo in results.items():
         def med(algo: str, key: str, per_algo: dict[str, list[dict[str, Any]]] = per_algo) -> float:
@@ -149,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
 
         for algo in [a for a in ALGOS if a in per_algo]:
             steps, secs = med(algo, "steps_to_threshold"), med(algo, "seconds_to_threshold")
-            s_ratio = med("sb3", "steps_to_threshold") / steps if math.isfinite(steps) else math.nan
-            t_ratio = med("sb3", "seconds_to_threshold") / secs if math.isfinite(secs) else math.nan
-            table[f"{env}/{algo}"] = {"median_steps": steps, "steps_ratio_vs_sb3": s_ratio,
-                                      "median_seconds": secs, "seconds_ratio_vs_sb3": t_ratio}
-            print(f"{env:12s} {algo:10s} {steps:>8g} {s_ratio:>7.2f} {secs:>8.0f} {t_ratio:>7.2f}")
+            row: dict[str, float] = {"median_steps": steps, "median_seconds": secs}
+            for base, tag in (("sb3", "sb3"), ("sb3-alpha0.1", "sb3_alpha0.1")):
+                for key, mine in (("steps", steps), ("seconds", secs)):
+                    theirs = med(base, f"{key}_to_threshold")
+                    row[f"{key}_ratio_vs_{tag}"] = theirs / mine if math.isfinite(mine) else math.nan
+            table[f"{env}/{algo}"] = row
+            print(f"{env:12s} {algo:12s} {steps:>8g} {row['steps_ratio_vs_sb3']:>7.2f} "
+                  f"{row['steps_ratio_vs_sb3_alpha0.1']:>7.2f} {secs:>8.0f} {row['seconds_ratio_vs_sb3']:>7.2f} "
+                  f"{row['seconds_ratio_vs_sb3_alpha0.1']:>7.2f}")
     for level in args.also:
         print(f"\nmedian real steps to the easier level {level:g} (same runs)")
         for env, per_algo in results.items():
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             for algo in [a for a in ALGOS if a in meds]:
                 ratio = meds.get("sb3", math.nan) / meds[algo] if math.isfinite(meds[algo]) else math.nan
                 table[f"{env}/{algo}/{level:g}"] = {"median_steps": meds[algo], "steps_ratio_vs_sb3": ratio}
-                print(f"{env:12s} {algo:10s} {meds[algo]:>8g} {ratio:>7.2f}")
+                print(f"{env:12s} {algo:12s} {meds[algo]:>8g} {ratio:>7.2f}")
     (out / "sample_efficiency.json").write_text(json.dumps(
         {"thresholds": thresholds, "table": table, "results": results, "args": vars(args)}, indent=1, default=str))
     import matplotlib.pyplot as plt
