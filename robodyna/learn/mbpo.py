@@ -97,11 +97,13 @@ def model_input_columns(cfg: AlgoConfig, task_fns: Any) -> list[int] | None:
     return [int(c) for c in cols]
 
 
-def make_model(cfg: AlgoConfig, task_fns: Any, obs_dim: int, act_dim: int) -> DynamicsEnsemble | CoordinateModel:
+def make_model(
+    cfg: AlgoConfig, env_name: str, task_fns: Any, obs_dim: int, act_dim: int
+) -> DynamicsEnsemble | CoordinateModel:
     """The dynamics ensemble ``cfg.model_inputs`` asks for: over observations, or in the task's coordinates."""
     if cfg.model_inputs == "coordinates":
         if getattr(task_fns, "model_coordinates", None) is None:
-            raise ValueError("model_inputs=coordinates: this task declares no model coordinates "
+            raise ValueError(f"model_inputs=coordinates: {env_name} declares no model coordinates "
                              "(set model_inputs=state or obs)")
         return CoordinateModel(task_fns.model_coordinates, act_dim, cfg.ensemble, seed=cfg.seed + 1)
     return DynamicsEnsemble(obs_dim, act_dim, cfg.ensemble, seed=cfg.seed + 1,
@@ -159,7 +161,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     agent = SAC(obs_dim, act_dim, low, high, cfg.sac, seed=cfg.seed)
-    model = make_model(cfg, task_fns, obs_dim, act_dim) if cfg.use_model else None
+    model = make_model(cfg, env_name, task_fns, obs_dim, act_dim) if cfg.use_model else None
     real = ReplayBuffer(cfg.real_buffer_size, obs_dim, act_dim, name="real buffer")
     k = cfg.rollout_length(0)
     model_buf = ReplayBuffer(cfg.model_buffer_size(k), obs_dim, act_dim, name="model buffer") if model else None

@@ -77,8 +77,8 @@ def test_a_reacher_coordinate_model_steps_a_turned_arm_to_the_turned_next_state(
 def test_coordinates_are_refused_for_a_task_that_declares_none() -> None:
     cfg = load_algo_config("mbpo", POINT_ID, [*tiny_overrides(), "model_inputs=coordinates"])
     fns = task_fns_for_env(robodyna.make_env(POINT_ID))
-    with pytest.raises(ValueError, match="model_inputs=coordinates: this task declares no model coordinates"):
-        make_model(cfg, fns, 4, 2)
+    with pytest.raises(ValueError, match=f"model_inputs=coordinates: {POINT_ID} declares no model coordinates"):
+        make_model(cfg, POINT_ID, fns, 4, 2)
 
 
 def test_an_observation_model_checkpoint_is_refused_by_a_coordinate_model() -> None:
