@@ -12,7 +12,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
-from _common import write_json  # tools/bench/ is on sys.path when run as a script
+from _common import silence_sb3_logger, write_json  # tools/bench/ is on sys.path when run as a script
 
 from robodyna.data.batch import Batch
 from robodyna.learn.buffers import ReplayBuffer
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from stable_baselines3 import SAC as SB3SAC
 
     sb3 = SB3SAC("MlpPolicy", env, learning_starts=0, batch_size=256, device="cpu", verbose=0, seed=0)
-    sb3.learn(300)  # fills its buffer a little and initialises the logger
+    silence_sb3_logger(sb3)
+    sb3.learn(300)  # fills its buffer a little
     for i in range(len(data)):
         sb3.replay_buffer.add(data.obs[i : i + 1], data.next_obs[i : i + 1], data.action[i : i + 1],
                               data.reward[i : i + 1], data.terminated[i : i + 1], [{}])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import silence_sb3_logger  # tools/bench/ is on sys.path when run as a script
 
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import make_env
@@ -58,6 +59,7 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init
     env, eval_env = make_env(env_name), make_env(env_name)
     model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
                    gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{init_alpha:g}")
+    silence_sb3_logger(model)
     t0, steps, curve = time.perf_counter(), 0, []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
