@@ -36,7 +36,7 @@ class ModelCoordinates:
     ``encode(obs [N, O]) -> z [N, D]``: the coordinates (angles in radians, velocities, ...).
     ``decode(obs [N, O], z_next [N, D]) -> next_obs [N, O]``: the observation after ``obs`` whose coordinates are
     ``z_next`` (goal columns kept from ``obs``, derived columns from the kinematics).
-    ``angle_columns``: columns of ``z`` that are angles; their one-step change is wrapped to (−π, π] so that
+    ``angle_columns``: columns of ``z`` that are angles; their one-step change is wrapped to [−π, π) so that
     crossing ±π is a small step, not a jump of 2π.
     ``input_columns``: the columns of ``z`` the dynamics depend on (the network's inputs besides the action).
     """
@@ -64,7 +64,7 @@ class CoordinateModel:
         return z
 
     def to_coordinates(self, data: Batch) -> Batch:
-        """``data`` with ``obs``/``next_obs`` in coordinates; angle changes unwrapped to (−π, π]."""
+        """``data`` with ``obs``/``next_obs`` in coordinates; angle changes unwrapped to [−π, π)."""
         z, z_next = self._encode(data.obs), self._encode(data.next_obs)
         for c in self.coords.angle_columns:
             z_next[:, c] = z[:, c] + (z_next[:, c] - z[:, c] + np.pi) % (2 * np.pi) - np.pi
