@@ -10,8 +10,9 @@ invariant to turning the arm about its base (the symmetry of :mod:`robodyna.lear
 model instead of learned from data). The predicted coordinates are mapped back to an observation by the task's
 kinematics (joint limits, fingertip position), so every model transition is one the robot could produce.
 
-:class:`CoordinateModel` wraps a :class:`~robodyna.learn.ensemble.DynamicsEnsemble` and has its interface
-(``fit``, ``step``, ``step_with_std``, state dicts): rollouts and model-error measurement use it unchanged.
+:class:`CoordinateModel` wraps a :class:`~robodyna.learn.ensemble.DynamicsEnsemble` and has the part of its
+interface the loop uses (``fit``, ``step_with_std``, state dicts): rollouts and model-error measurement use it
+unchanged.
 """
 
 from __future__ import annotations
@@ -87,17 +88,6 @@ class CoordinateModel:
                                                                    deterministic)
         next_obs = np.asarray(self.coords.decode(obs, z_next), dtype=np.float32)
         return next_obs, reward, members, std
-
-    def step(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        rng: np.random.Generator,
-        members: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        next_obs, reward, members, _ = self.step_with_std(obs, action, rng, members, deterministic)
-        return next_obs, reward, members
 
     @property
     def fitted(self) -> bool:

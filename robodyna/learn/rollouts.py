@@ -24,11 +24,6 @@ class DynamicsModel(Protocol):
     """What rollouts need of a model: :class:`~robodyna.learn.ensemble.DynamicsEnsemble` or
     :class:`~robodyna.learn.coords.CoordinateModel`."""
 
-    def step(
-        self, obs: np.ndarray, action: np.ndarray, rng: np.random.Generator, members: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-
     def step_with_std(
         self, obs: np.ndarray, action: np.ndarray, rng: np.random.Generator, members: np.ndarray | None = None,
         deterministic: bool = False,
@@ -148,6 +143,6 @@ def k_step_model_error(
             continue
         obs = ep.obs[starts]
         for h in range(k):
-            obs, _, _ = model.step(obs, ep.action[starts + h], rng, deterministic=True)
+            obs = model.step_with_std(obs, ep.action[starts + h], rng, deterministic=True)[0]
             sq[h].append(((obs - ep.next_obs[starts + h]) ** 2).mean(axis=1))
     return np.array([float(np.mean(np.concatenate(s))) if s else float("nan") for s in sq])
