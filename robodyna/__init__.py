@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 def make_env(robot: str, task: str = "reach", reality: Any = None, seed: int | None = None,
              overrides: list[str] | None = None, engine: str | None = None) -> gym.Env:
-    """A Gymnasium env for a robodyna robot + task, or for a registered Gymnasium id (see robots.gym_env)."""
-    from robodyna.robots.gym_env import make_env as _make_env
+    """A Gymnasium env for a robodyna robot + task, or for a registered Gymnasium id (see tasks.env)."""
+    from robodyna.tasks.env import make_env as _make_env
 
     return _make_env(robot, task, reality, seed, overrides, engine)
 

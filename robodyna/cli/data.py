@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def _record(a: argparse.Namespace) -> int:
-    from robodyna.data.record import record
+    from robodyna.onboard.record import record
 
     res = record(a.robot, a.policy, a.episodes, a.out, reality=a.reality, resume=a.resume, seed=a.seed,
                  overrides=a.set, task=a.task, progress=not a.no_progress)
@@ -93,7 +93,7 @@ def _import(a: argparse.Namespace) -> int:
 
 
 def _fit(a: argparse.Namespace) -> int:
-    from robodyna.data.fit import fit_model, format_fit_table
+    from robodyna.learn.fit import fit_model, format_fit_table
 
     res = fit_model(a.dataset, a.out, robot=a.robot, k=a.k, val_fraction=a.val_fraction, seed=a.seed,
                     overrides=a.set, png=a.png, algo=a.algo)

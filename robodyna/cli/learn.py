@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from robodyna.learn.export import export_policy
     from robodyna.learn.mbpo import agent_from_checkpoint
-    from robodyna.robots.spec import RobotSpec
+    from robodyna.spec import RobotSpec
 
     try:
         agent, st = agent_from_checkpoint(args.checkpoint)

@@ -12,9 +12,9 @@ import numpy as np
 from tqdm import tqdm
 
 from robodyna.config import save_config
-from robodyna.data.record import make_policy
+from robodyna.onboard.record import make_policy
 from robodyna.robots import RobotError, list_realities, list_robots, load_reality, load_robot, robot_folder
-from robodyna.robots.spec import load_robot_config
+from robodyna.spec import load_robot_config
 
 log = logging.getLogger(__name__)
 

@@ -128,7 +128,7 @@ class StoreMeta:
         task: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> StoreMeta:
-        """Metadata for a :class:`~robodyna.robots.spec.RobotSpec` and an observation layout."""
+        """Metadata for a :class:`~robodyna.spec.RobotSpec` and an observation layout."""
         return cls(
             robot_name=spec.name,
             obs_names=list(obs_names),

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from robodyna.robots.spec import RobotSpec
+from robodyna.spec import RobotSpec
 
 CHECKPOINT_VERSION = 1
 

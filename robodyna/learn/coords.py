@@ -17,36 +17,16 @@ unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robodyna.data.batch import Batch
+from robodyna.tasks.coords import ModelCoordinates
 
 if TYPE_CHECKING:  # the coordinates themselves are plain numpy (task definitions import them without torch)
     from robodyna.learn.config import EnsembleConfig
     from robodyna.learn.ensemble import FitReport
-
-
-@dataclass(frozen=True)
-class ModelCoordinates:
-    """A task's model coordinates.
-
-    ``encode(obs [N, O]) -> z [N, D]``: the coordinates (angles in radians, velocities, ...).
-    ``decode(obs [N, O], z_next [N, D]) -> next_obs [N, O]``: the observation after ``obs`` whose coordinates are
-    ``z_next`` (goal columns kept from ``obs``, derived columns from the kinematics).
-    ``angle_columns``: columns of ``z`` that are angles; their one-step change is wrapped to [−π, π) so that
-    crossing ±π is a small step, not a jump of 2π.
-    ``input_columns``: the columns of ``z`` the dynamics depend on (the network's inputs besides the action).
-    """
-
-    dim: int
-    encode: Callable[[np.ndarray], np.ndarray]
-    decode: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    input_columns: tuple[int, ...]
-    angle_columns: tuple[int, ...] = ()
 
 
 class CoordinateModel:

@@ -2,7 +2,7 @@
 
 Robodyna robots come from :func:`robodyna.make_env` (their ``unwrapped`` carries ``robot_spec`` and ``task_fns``);
 plain Gymnasium ids get a synthesised spec (engine ``"gymnasium"``) and the functions in
-:mod:`robodyna.learn.gym_task_fns`.
+:mod:`robodyna.tasks.gym`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 
-from robodyna.learn.gym_task_fns import task_fns_for
-from robodyna.robots.spec import RobotSpec
+from robodyna.spec import RobotSpec
+from robodyna.tasks.gym import task_fns_for
 
 
 def make_env(name: str, reality: str | None = None, seed: int | None = None, task: str = "reach") -> gym.Env:

@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from robodyna.learn.sac import SAC
-from robodyna.robots.spec import RobotSpec
+from robodyna.spec import RobotSpec
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from robodyna.data.batch import Batch
-from robodyna.learn.gym_task_fns import task_declares
+from robodyna.tasks.gym import task_declares
 
 
 def supports_goal_relabel(task_fns: Any) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from robodyna.robots.spec import RobotSpec
+from robodyna.spec import RobotSpec
 
 
 class PolicyMismatchError(ValueError):

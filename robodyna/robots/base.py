@@ -1,7 +1,7 @@
 """The robot interface every driver implements (simulated or hardware).
 
 ``send_action`` is the only way an action reaches an engine or a robot: it checks shape and finiteness
-(raising :class:`~robodyna.onboard.safety.UnsafeActionError`, never forwarding), clamps to the spec's
+(raising :class:`~robodyna.robots.action.UnsafeActionError`, never forwarding), clamps to the spec's
 limits and returns the action actually applied. In simulation one call advances one control period.
 """
 
@@ -13,8 +13,8 @@ from types import TracebackType
 
 import numpy as np
 
-from robodyna.onboard.safety import check_action, clamp
-from robodyna.robots.spec import RobotSpec
+from robodyna.robots.action import check_action, clamp
+from robodyna.spec import RobotSpec
 
 
 class RobotError(RuntimeError):

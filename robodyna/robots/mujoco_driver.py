@@ -15,7 +15,7 @@ import numpy as np
 
 from robodyna.robots.base import RobotError, RobotState
 from robodyna.robots.sim import DynamicsScale, SimRobot
-from robodyna.robots.spec import RobotConfig
+from robodyna.spec import RobotConfig
 
 
 def _resolve_model(folder: Path, model: str) -> Path:

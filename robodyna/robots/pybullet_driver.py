@@ -16,7 +16,7 @@ from pybullet_utils.bullet_client import BulletClient
 
 from robodyna.robots.base import RobotError, RobotState
 from robodyna.robots.sim import DynamicsScale, SimRobot
-from robodyna.robots.spec import RobotConfig
+from robodyna.spec import RobotConfig
 
 
 class PybulletRobot(SimRobot):

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from robodyna.config import ConfigError, load_config
+from robodyna.paths import configs_root
 from robodyna.robots.base import Robot, RobotState
 from robodyna.robots.sim import DynamicsScale, SimRobot
 
@@ -56,8 +57,6 @@ class RealityProfile:
 
 
 def realities_dir() -> Path:
-    from robodyna.robots.registry import configs_root
-
     return configs_root() / "realities"
 
 

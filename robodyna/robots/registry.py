@@ -8,24 +8,13 @@ expected to implement :class:`~robodyna.robots.base.Robot`).
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 
+from robodyna.paths import robots_root
 from robodyna.robots.base import Robot, RobotError
 from robodyna.robots.reality import RealityProfile, RealityRobot, load_reality
 from robodyna.robots.sim import SimRobot
-from robodyna.robots.spec import RobotConfig, load_robot_config
-
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-def robots_root() -> Path:
-    """The folder of robot folders (``$ROBODYNA_ROBOTS`` or the repository's ``robots/``)."""
-    return Path(os.environ.get("ROBODYNA_ROBOTS", _ROOT / "robots"))
-
-
-def configs_root() -> Path:
-    return Path(os.environ.get("ROBODYNA_CONFIGS", _ROOT / "configs"))
+from robodyna.spec import RobotConfig, load_robot_config
 
 
 def list_robots() -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robodyna.robots.base import Robot, RobotState
-from robodyna.robots.spec import RobotConfig, RobotSpec
+from robodyna.spec import RobotConfig, RobotSpec
 
 
 @dataclass(frozen=True)

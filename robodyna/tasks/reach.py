@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robodyna.robots.spec import ReachTaskConfig, RobotSpec
+from robodyna.spec import ReachTaskConfig, RobotSpec
 
 
 def reach_obs_names(spec: RobotSpec) -> list[str]:

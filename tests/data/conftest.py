@@ -33,7 +33,7 @@ def toy_store(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def reacher_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from robodyna.data.record import record
+    from robodyna.onboard.record import record
 
     root = tmp_path_factory.mktemp("rec") / "reacher2"
     record("reacher2", "random", 3, root, seed=7, progress=False)

@@ -8,7 +8,7 @@ import pytest
 
 from robodyna.cli.main import main
 from robodyna.config import ConfigError
-from robodyna.data.fit import ensemble_config
+from robodyna.learn.fit import ensemble_config
 
 
 def test_model_fit_with_an_unknown_set_key_fails_naming_the_key(reacher_store: Path, tmp_path: Path,

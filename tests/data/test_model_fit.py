@@ -11,7 +11,7 @@ import pytest
 
 def test_model_fit_reports_k_step_error_on_heldout_episodes(reacher_store: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from robodyna.data.fit import fit_model
+    from robodyna.learn.fit import fit_model
 
     res = fit_model(reacher_store, tmp_path / "m.pt", k=3, seed=0, png=tmp_path / "fit.png",
                     overrides=["n_members=2", "n_elites=1", "hidden=32", "layers=2", "max_epochs=5"])

@@ -13,10 +13,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from robodyna.cli.main import main
-from robodyna.data.record import INTERVENTION_CLAMPED
 from robodyna.data.store import EpisodeStore
+from robodyna.onboard.record import INTERVENTION_CLAMPED
 from robodyna.robots.registry import robot_folder
-from robodyna.robots.spec import RobotSpec, load_robot_config
+from robodyna.spec import RobotSpec, load_robot_config
 
 REACHER_OBS = ["joint0.pos_rad", "joint1.pos_rad", "joint0.vel_rad_s", "joint1.vel_rad_s", "ee.x_m", "ee.y_m",
                "ee.z_m", "target.x_m", "target.y_m", "target.z_m"]

@@ -98,7 +98,7 @@ def test_achieved_goals_without_goal_relabelling_are_a_config_error() -> None:
 
 
 def test_a_goal_task_without_an_achieved_goal_function_does_not_support_relabelling() -> None:
-    from robodyna.learn.gym_task_fns import GYM_TASK_FNS, SimpleTaskFns
+    from robodyna.tasks.gym import GYM_TASK_FNS, SimpleTaskFns
 
     full = GYM_TASK_FNS["Reacher-v5"]
     assert supports_goal_relabel(full)

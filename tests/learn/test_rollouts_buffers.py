@@ -7,8 +7,8 @@ import pytest
 
 from robodyna.data.batch import Batch
 from robodyna.learn.buffers import ReplayBuffer, sample_mixed
-from robodyna.learn.gym_task_fns import SimpleTaskFns
 from robodyna.learn.rollouts import branched_rollout, k_step_model_error, real_obs_bounds
+from robodyna.tasks.gym import SimpleTaskFns
 
 from .test_ensemble import signature_ensemble
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from robodyna.learn.gym_task_fns import task_fns_for
+from robodyna.tasks.gym import task_fns_for
 
 
 def reacher_transitions(episodes: int = 20) -> tuple[np.ndarray, np.ndarray]:

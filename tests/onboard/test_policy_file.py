@@ -33,6 +33,6 @@ def test_onnx_without_robodyna_metadata_is_refused(tmp_path: Path) -> None:
 def test_onboard_modules_import_without_torch() -> None:
     code = ("import sys; sys.modules['torch'] = None\n"
             "import robodyna, robodyna.onboard.policy, robodyna.onboard.safety, robodyna.robots, robodyna.data\n"
-            "import robodyna.data.record, robodyna.robots.gym_env\n"
+            "import robodyna.onboard.record, robodyna.tasks.env\n"
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,7 @@ import pytest
 
 from robodyna.config import ConfigError
 from robodyna.robots import Robot, RobotError, RobotState, load_robot, robots_root
-from robodyna.robots.spec import RobotSpec
+from robodyna.spec import RobotSpec
 
 ARM = """
 <mujoco model="arm1">

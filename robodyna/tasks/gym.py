@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robodyna.learn.coords import ModelCoordinates
+from robodyna.tasks.coords import ModelCoordinates
 
 
 class TaskFns(Protocol):

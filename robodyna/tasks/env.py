@@ -15,7 +15,7 @@ import numpy as np
 from robodyna.robots.base import Robot, RobotError
 from robodyna.robots.reality import RealityProfile, RealityRobot
 from robodyna.robots.registry import load_robot, robot_folder
-from robodyna.robots.spec import ReachTaskConfig, RobotConfig
+from robodyna.spec import ReachTaskConfig, RobotConfig
 from robodyna.tasks import TASKS, ReachFns, reach_obs_names, sample_target
 
 
@@ -131,7 +131,7 @@ def make_env(
             return env
         raise
     from robodyna.robots.reality import load_reality
-    from robodyna.robots.spec import load_robot_config
+    from robodyna.spec import load_robot_config
 
     profile = load_reality(reality) if isinstance(reality, str) else reality
     cfg, _ = load_robot_config(folder, overrides)
