@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from robodyna.data.store import EpisodeStore, StoreError
+from robodyna.data.store_format import store_identity
+from robodyna.identity import Identity, check_identity
 
 
 @dataclass
@@ -30,16 +32,9 @@ class ReplayResult:
 
 
 def check_robot_matches(store: EpisodeStore, spec: Any) -> None:
-    """Refuse a store recorded on another robot (name or interface), naming the mismatch."""
+    """Refuse a store recorded on another robot (the ``replay`` identity rule), naming the mismatch."""
     m = store.meta
-    if m.robot_name != spec.name:
-        raise StoreError(f"{store.root}: recorded on robot {m.robot_name!r}, replay robot is {spec.name!r}")
-    if list(m.action_names) != list(spec.action_names) or list(m.action_units) != list(spec.action_units):
-        raise StoreError(f"{store.root}: action layout {m.action_names} {m.action_units} differs from robot "
-                         f"{spec.name!r}: {list(spec.action_names)} {list(spec.action_units)}")
-    if float(m.control_hz) != float(spec.control_hz):
-        raise StoreError(f"{store.root}: recorded at {m.control_hz} Hz, robot {spec.name!r} runs at "
-                         f"{spec.control_hz} Hz")
+    check_identity("replay", store_identity(m), Identity.of(spec), str(store.root))
     n = spec.n_joints
     if m.obs_dim < 2 * n + 3:
         raise StoreError(f"{store.root}: obs has {m.obs_dim} columns; replay needs [qpos({n}), qvel({n}), ee(3)...]")

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from robodyna.data.batch import FIELDS
+from robodyna.identity import Identity, identity_problems
 
 FORMAT = "robodyna.episodes"
 FORMAT_VERSION = 1
@@ -316,21 +317,14 @@ def read_segment_info(number: int, path: Path) -> SegmentInfo:
         return segment_info_from_reader(number, path, reader)
 
 
+def store_identity(m: StoreMeta) -> Identity:
+    """What a store's rows were recorded for (:mod:`robodyna.identity`)."""
+    return Identity.of(m.robot_spec, m.obs_names, m.obs_units, name=m.robot_name, action_names=m.action_names,
+                       action_units=m.action_units, control_hz=m.control_hz)
+
+
 def compatibility_problems(a: StoreMeta, b: StoreMeta, strict_robot: bool = True) -> list[str]:
-    """Differences that make two stores' rows incompatible (empty list = compatible)."""
-    out = []
-    keys = ["obs_names", "obs_units", "action_names", "action_units", "control_hz"]
-    if strict_robot:
-        keys.insert(0, "robot_name")
-    for k in keys:
-        va, vb = getattr(a, k), getattr(b, k)
-        if va != vb:
-            out.append(f"{k}: {va!r} != {vb!r}")
-    if a.robot_spec and b.robot_spec:
-        ignore = {"name", "engine"}
-        for k in sorted(set(a.robot_spec) | set(b.robot_spec)):
-            if k in ignore:
-                continue
-            if a.robot_spec.get(k) != b.robot_spec.get(k):
-                out.append(f"robot_spec.{k}: {a.robot_spec.get(k)!r} != {b.robot_spec.get(k)!r}")
-    return out
+    """Differences that make two stores' rows incompatible (the ``dataset`` identity rule; empty = compatible)."""
+    problems = identity_problems("dataset", store_identity(b), store_identity(a),
+                                 ignore=() if strict_robot else ("name",))
+    return [f"{k}: {va!r} != {vb!r}" for k, vb, va in problems]

@@ -16,6 +16,8 @@ import numpy as np
 from robodyna.data.batch import Batch
 from robodyna.data.ops import split_episodes
 from robodyna.data.store import EpisodeStore, StoreError
+from robodyna.data.store_format import store_identity
+from robodyna.identity import Identity, check_identity
 
 if TYPE_CHECKING:
     from robodyna.learn.config import EnsembleConfig
@@ -48,8 +50,8 @@ def fit_model(
     from robodyna.learn.ensemble import DynamicsEnsemble
     from robodyna.learn.rollouts import k_step_model_error
 
-    if robot is not None and Path(robot).name != store.meta.robot_name and robot != store.meta.robot_name:
-        raise StoreError(f"{store.root}: recorded on robot {store.meta.robot_name!r}, not {robot!r}")
+    if robot is not None:
+        check_identity("init_data", store_identity(store.meta), robot_identity(robot), str(store.root))
     eps = [e.index for e in store.episodes()]
     if len(eps) < 2:
         raise StoreError(f"{store.root}: need >= 2 episodes (train + held-out), found {len(eps)}")
@@ -112,3 +114,16 @@ def format_fit_table(res: dict[str, Any]) -> str:
              f"(no-change baseline, 1 step: {res['copy_last_obs_mse']:.3e}; {res['train_episodes']} train / "
              f"{res['heldout_episodes']} held-out episodes, {res['epochs']} epochs, stopped by {res['stopped_by']})"]
     return "\n".join(lines)
+
+
+def robot_identity(robot: str) -> Identity:
+    """A robot folder's identity from its ``robot.yaml`` alone (no engine loaded); a Gymnasium id by name."""
+    from robodyna.robots import RobotError, load_robot_config, robot_folder
+    from robodyna.spec import RobotSpec
+
+    try:
+        folder = robot_folder(robot)
+    except RobotError:
+        return Identity.of(None, name=robot)
+    cfg, _ = load_robot_config(folder)
+    return Identity.of(RobotSpec.from_config(cfg, cfg.engine))

@@ -322,13 +322,11 @@ def train(
 def load_init_data(path: str | Path, real: ReplayBuffer, spec: Any, obs_names: list[str]) -> int:
     """Add every transition of an episode store to ``real``; refuse a store of another robot or obs layout."""
     from robodyna.data.store import EpisodeStore
+    from robodyna.data.store_format import store_identity
+    from robodyna.identity import Identity, check_identity
 
     store = EpisodeStore(path)
-    m = store.meta
-    for what, got, want in (("robot", m.robot_name, spec.name), ("obs_names", list(m.obs_names), list(obs_names)),
-                            ("action_names", list(m.action_names), list(spec.action_names))):
-        if got != want:
-            raise ValueError(f"--init-data {path}: {what} {got!r} does not match the training env's {want!r}")
+    check_identity("init_data", store_identity(store.meta), Identity.of(spec, obs_names), f"--init-data {path}")
     batch = store.read().batch
     before = len(real)
     real.add(batch)

@@ -15,11 +15,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from robodyna.identity import Identity, check_identity
 from robodyna.spec import RobotSpec
 
 
 class PolicyMismatchError(ValueError):
-    """The ONNX policy was exported for another robot / action space / observation layout."""
+    """The file is not a readable robodyna ONNX policy.
+
+    A policy made for another robot raises :class:`~robodyna.identity.IdentityMismatch` instead."""
 
 
 def _metadata(path: Path) -> dict[str, str]:
@@ -74,26 +77,15 @@ class OnnxPolicy:
     def run_id(self) -> str:
         return self.metadata.get("training_run_id", "")
 
+    @property
+    def identity(self) -> Identity:
+        """What the policy was made for (:mod:`robodyna.identity`)."""
+        return Identity.of(self.spec, self.obs_names)
+
     def verify(self, spec: RobotSpec, obs_names: list[str] | None = None) -> None:
-        """Raise :class:`PolicyMismatchError` if the policy was exported for another robot or layout."""
-        mine = self.spec
-        if mine.name != spec.name:
-            raise PolicyMismatchError(
-                f"{self.path}: policy was exported for robot {mine.name!r}, this robot is {spec.name!r}"
-            )
-        theirs, expected = mine.to_dict(), spec.to_dict()
-        for key in ("action_names", "action_units", "action_mode", "action_low", "action_high", "joint_names",
-                    "control_hz"):
-            if theirs.get(key) != expected.get(key):
-                raise PolicyMismatchError(
-                    f"{self.path}: robot {spec.name!r} {key} differs: policy has {theirs.get(key)!r}, "
-                    f"robot has {expected.get(key)!r}"
-                )
-        if obs_names is not None and list(obs_names) != self.obs_names:
-            raise PolicyMismatchError(
-                f"{self.path}: observation layout differs: policy expects {self.obs_names}, "
-                f"robot gives {list(obs_names)}"
-            )
+        """Raise :class:`~robodyna.identity.IdentityMismatch` if the policy was made for another robot or layout
+        (the ``policy`` rule of :mod:`robodyna.identity`; the observation layout only when ``obs_names`` given)."""
+        check_identity("policy", self.identity, Identity.of(spec, obs_names), str(self.path))
 
     def __call__(self, obs: Any) -> np.ndarray:
         o = np.asarray(obs, dtype=np.float32)

@@ -18,8 +18,9 @@ import pytest
 from robodyna.data.export_lerobot import export_lerobot
 from robodyna.data.export_minari import export_minari, import_minari
 from robodyna.data.replay import replay
-from robodyna.data.store import EpisodeStore, StoreError
+from robodyna.data.store import EpisodeStore
 from robodyna.data.validate import validate
+from robodyna.identity import IdentityMismatch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +85,7 @@ def test_replay_on_the_nominal_sim_has_no_divergence_and_on_a_reality_profile_cl
 
 
 def test_replay_refuses_a_store_from_another_robot(reacher_store: Path) -> None:
-    with pytest.raises(StoreError, match="recorded on robot 'reacher2', replay robot is 'panda'"):
+    with pytest.raises(IdentityMismatch, match=r"another robot \(replay\): name is 'reacher2' there, 'panda' here"):
         replay(reacher_store, "panda")
 
 

@@ -81,5 +81,5 @@ def test_record_refuses_an_onnx_policy_exported_for_another_robot(tmp_path: Path
                "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "policy was exported for robot 'panda', this robot is 'reacher2'" in err, err
+    assert "panda.onnx: made for another robot (policy): name is 'panda' there, 'reacher2' here" in err, err
     assert not out.exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from robodyna.cli.main import main
+from robodyna.identity import IdentityMismatch
 from robodyna.learn.checkpoint import load_checkpoint
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.mbpo import train
@@ -34,5 +35,5 @@ def test_init_data_fills_the_real_buffer_and_fits_the_model_before_the_first_ste
 def test_init_data_from_another_robot_is_refused_naming_the_mismatch(tmp_path: Path) -> None:
     store = record(tmp_path, "panda", 1)
     cfg = load_algo_config("mbpo", "reacher2", tiny_overrides())
-    with pytest.raises(ValueError, match=r"robot 'panda' does not match the training env's 'reacher2'"):
+    with pytest.raises(IdentityMismatch, match=r"\(init_data\): name is 'panda' there, 'reacher2' here"):
         train(cfg, "reacher2", tmp_path / "run", 10, progress=False, tensorboard=False, init_data=store)

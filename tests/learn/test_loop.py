@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from robodyna.config import ConfigError
-from robodyna.learn.checkpoint import CheckpointMismatchError, check_identity, load_checkpoint
+from robodyna.identity import IdentityMismatch
+from robodyna.learn.checkpoint import load_checkpoint
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env
 from robodyna.learn.export import export_policy, read_metadata
 from robodyna.learn.mbpo import agent_from_checkpoint, evaluate, train
 from robodyna.learn.sac import DivergenceError
-from robodyna.onboard.policy import OnnxPolicy, PolicyMismatchError
+from robodyna.onboard.policy import OnnxPolicy
 
 from .conftest import POINT_ID, tiny_overrides
 
@@ -107,21 +108,20 @@ def test_export_matches_torch_and_carries_robot_metadata(tmp_path: Path) -> None
     pol = OnnxPolicy(path, spec, names)
     np.testing.assert_allclose(pol(obs[0]), ours[0], atol=1e-6)
     other = spec.__class__(**{**spec.__dict__, "name": "panda"})
-    with pytest.raises(PolicyMismatchError, match="exported for robot 'Reacher-v5'.*'panda'"):
+    with pytest.raises(IdentityMismatch, match=r"\(policy\): name is 'Reacher-v5' there, 'panda' here"):
         OnnxPolicy(path, other)
     wider = spec.__class__(**{**spec.__dict__, "action_high": (2.0, 2.0)})
-    with pytest.raises(PolicyMismatchError, match="action_high"):
+    with pytest.raises(IdentityMismatch, match=r"action_high is \[1\.0, 1\.0\] there, \[2\.0, 2\.0\] here"):
         OnnxPolicy(path, wider)
 
 
 def test_checkpoint_for_another_robot_or_obs_layout_is_refused(tmp_path: Path) -> None:
     cfg = load_algo_config("sac", POINT_ID, tiny_overrides())
     res = train(cfg, POINT_ID, tmp_path, 120, progress=False, tensorboard=False)
-    with pytest.raises(CheckpointMismatchError, match=f"is for robot '{POINT_ID}', not 'Reacher-v5'"):
+    with pytest.raises(IdentityMismatch, match=f"\\(checkpoint\\): name is '{POINT_ID}' there, 'Reacher-v5' here"):
         agent_from_checkpoint(res.checkpoint, make_env("Reacher-v5"))
-    meta = load_checkpoint(res.checkpoint)["meta"]
-    with pytest.raises(CheckpointMismatchError, match="observation layout differs.*index 1"):
-        check_identity(meta, None, ["obs0", "target_x"], "ckpt")
+    with pytest.raises(IdentityMismatch, match=r"obs_names is \['obs0', 'obs1'.*there, \['obs0', 'target_x'\] here"):
+        load_checkpoint(res.checkpoint, obs_names=["obs0", "target_x"])
 
 
 def test_config_robot_sections_merge_and_typos_fail_at_load(tmp_path: Path) -> None:
