@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint's deterministic policy to ONNX")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
-    p.add_argument("--policy-version", default="")
+    p.add_argument("--policy-version", type=int, default=None,
+                   help="integer version written into the policy (default: the checkpoint's, else 1)")
     p.set_defaults(func=cmd_export)
 
 
@@ -81,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = load_checkpoint(res.checkpoint)["meta"]
     assert res.agent is not None
     onnx_path = export_policy(res.agent, spec_for_env(env), obs_names_for_env(env), res.run_dir / "policy.onnx",
-                              policy_version=f"step{res.steps}", run_id=meta["run_id"])
+                              policy_version=1, run_id=meta["run_id"])
     last = res.evals[-1] if res.evals else {}
     print(f"trained {cfg.algo} on {name} for {res.steps} steps; eval return {last.get('mean_return', float('nan')):.3f}"
           f" ± {last.get('std_return', float('nan')):.3f}; checkpoint {res.checkpoint}; policy {onnx_path}")
@@ -136,6 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     meta = st["meta"]
     spec = RobotSpec.from_dict(_json.loads(meta["robot_spec"]))
     out = export_policy(agent, spec, list(meta["obs_names"]), args.out,
-                        policy_version=args.policy_version or f"step{st['step']}", run_id=meta["run_id"])
+                        policy_version=args.policy_version if args.policy_version is not None
+                        else int(st.get("policy_version", 1)), run_id=meta["run_id"])
     print(f"exported {spec.name} policy (step {st['step']}) to {out}")
     return 0

@@ -24,7 +24,7 @@ POLICY_FORMAT_VERSION = "1"
 
 
 def policy_metadata(
-    spec: RobotSpec, obs_names: list[str], policy_version: str, run_id: str
+    spec: RobotSpec, obs_names: list[str], policy_version: int, run_id: str
 ) -> dict[str, str]:
     """The metadata_props written into every exported policy."""
     return {
@@ -36,7 +36,7 @@ def policy_metadata(
         "action_low": json.dumps(list(spec.action_low)),
         "action_high": json.dumps(list(spec.action_high)),
         "control_hz": repr(float(spec.control_hz)),
-        "policy_version": policy_version,
+        "policy_version": str(int(policy_version)),
         "training_run_id": run_id,
     }
 
@@ -46,10 +46,13 @@ def export_policy(
     spec: RobotSpec,
     obs_names: list[str],
     path: str | Path,
-    policy_version: str = "0",
+    policy_version: int = 0,
     run_id: str = "",
 ) -> Path:
-    """Write ``path`` (one .onnx file) and check it with ``onnx.checker``."""
+    """Write ``path`` (one .onnx file) and check it with ``onnx.checker``. ``policy_version`` is a non-negative
+    integer (the controller records it with every transition the policy produced)."""
+    if isinstance(policy_version, bool) or int(policy_version) != policy_version or policy_version < 0:
+        raise ValueError(f"policy_version must be a non-negative integer, got {policy_version!r}")
     if len(obs_names) != agent.obs_dim:
         raise ValueError(f"obs_names has {len(obs_names)} entries, the policy takes {agent.obs_dim} observations")
     if spec.act_dim != agent.act_dim:

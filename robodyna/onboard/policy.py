@@ -51,6 +51,11 @@ class OnnxPolicy:
         missing = [k for k in required if k not in self.metadata]
         if missing:
             raise PolicyMismatchError(f"{self.path}: not a robodyna policy (metadata lacks {', '.join(missing)})")
+        raw_version = self.metadata.get("policy_version", "0")
+        if not raw_version.isdigit():
+            raise PolicyMismatchError(f"{self.path}: policy_version {raw_version!r} is not a non-negative integer "
+                                      "(exported by an older robodyna? export it again)")
+        self._version = int(raw_version)
         self.spec = RobotSpec.from_dict(json.loads(self.metadata["robot_spec"]))
         self.obs_names: list[str] = json.loads(self.metadata["obs_names"])
         self.action_low = np.asarray(json.loads(self.metadata["action_low"]), dtype=np.float32)
@@ -70,8 +75,9 @@ class OnnxPolicy:
         return self.metadata["robot_name"]
 
     @property
-    def policy_version(self) -> str:
-        return self.metadata.get("policy_version", "")
+    def policy_version(self) -> int:
+        """The integer version the trainer gave this policy (0: none given)."""
+        return self._version
 
     @property
     def run_id(self) -> str:

@@ -60,11 +60,7 @@ def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray]
     names = getattr(u, "obs_names", None)  # a plain Gymnasium env has no robot spec to check against
     p = OnnxPolicy(path, expected_spec=getattr(u, "robot_spec", None),
                    expected_obs_names=list(names) if names is not None else None)
-    try:
-        version = int(p.policy_version or 0)
-    except ValueError:
-        version = 0
-    return p, f"onnx:{path}", version
+    return p, f"onnx:{path}", p.policy_version
 
 
 def record(

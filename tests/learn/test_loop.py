@@ -97,7 +97,7 @@ def test_export_matches_torch_and_carries_robot_metadata(tmp_path: Path) -> None
     agent = SAC(10, 2, spec.action_low_array, spec.action_high_array, cfg.sac, seed=1)
     rng = np.random.default_rng(0)
     agent.set_obs_normalizer(rng.normal(size=10), rng.uniform(0.5, 2.0, size=10))
-    path = export_policy(agent, spec, names, tmp_path / "p.onnx", policy_version="7", run_id="abc")
+    path = export_policy(agent, spec, names, tmp_path / "p.onnx", policy_version=7, run_id="abc")
     onnx.checker.check_model(onnx.load(str(path)))
     assert not list(tmp_path.glob("*.data"))  # self-contained
     meta = read_metadata(path)

@@ -36,3 +36,19 @@ def test_onboard_modules_import_without_torch() -> None:
             "import robodyna.onboard.record, robodyna.tasks.env\n"
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+
+def test_a_policy_version_that_is_not_an_integer_is_refused_at_load(tmp_path: Path) -> None:
+    from tests.data.test_record_onnx import linear_onnx_policy, spec_of
+
+    spec = spec_of("reacher2")
+    src = linear_onnx_policy(tmp_path / "p.onnx", spec, [f"o{i}" for i in range(10)], version=4)
+    assert OnnxPolicy(src).policy_version == 4
+    model = onnx.load(str(src))
+    for e in model.metadata_props:
+        if e.key == "policy_version":
+            e.value = "step300"
+    onnx.save(model, str(src))
+    with pytest.raises(PolicyMismatchError, match=r"p\.onnx: policy_version 'step300' is not a non-negative integer"):
+        OnnxPolicy(src)
