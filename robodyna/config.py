@@ -187,6 +187,8 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: typing.Mapping[st
             raise ConfigError(source, key, value, "expected a string")
         if meta.get("nonempty") and not value:
             raise ConfigError(source, key, value, "must not be empty")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value.strip()):
+            raise ConfigError(source, key, value, meta.get("pattern_help", f"must match {meta['pattern']}"))
         return value
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 

@@ -54,7 +54,6 @@ def register(subparsers: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from robodyna.config import ConfigError, load_config
     from robodyna.learn.config import AlgoConfig, load_algo_config
-    from robodyna.learn.export import export_policy
     from robodyna.learn.mbpo import train
     from robodyna.learn.sac import DivergenceError
 
@@ -71,18 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         res = train(cfg, name, args.run_dir, args.steps, reality=args.reality, resume=args.resume,
-                    progress=not args.no_progress, init_data=args.init_data)
+                    progress=not args.no_progress, init_data=args.init_data,
+                    export_to=Path(args.run_dir) / "policy.onnx")
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    from robodyna.learn.checkpoint import load_checkpoint
-    from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env
-
-    env = make_env(name, reality=args.reality)
-    meta = load_checkpoint(res.checkpoint)["meta"]
-    assert res.agent is not None
-    onnx_path = export_policy(res.agent, spec_for_env(env), obs_names_for_env(env), res.run_dir / "policy.onnx",
-                              policy_version=1, run_id=meta["run_id"])
+    assert res.learner is not None
+    onnx_path = res.run_dir / "policy.onnx"
     last = res.evals[-1] if res.evals else {}
     print(f"trained {cfg.algo} on {name} for {res.steps} steps; eval return {last.get('mean_return', float('nan')):.3f}"
           f" ± {last.get('std_return', float('nan')):.3f}; checkpoint {res.checkpoint}; policy {onnx_path}")
@@ -138,6 +132,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = RobotSpec.from_dict(_json.loads(meta["robot_spec"]))
     out = export_policy(agent, spec, list(meta["obs_names"]), args.out,
                         policy_version=args.policy_version if args.policy_version is not None
-                        else int(st.get("policy_version", 1)), run_id=meta["run_id"])
-    print(f"exported {spec.name} policy (step {st['step']}) to {out}")
+                        else max(1, int(st["learner"]["counters"]["policy_version"])), run_id=meta["run_id"])
+    print(f"exported {spec.name} policy (step {st['learner']['counters']['real']}) to {out}")
     return 0

@@ -8,6 +8,9 @@ whose values are partial configs merged over the defaults before ``--set`` overr
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +18,28 @@ from typing import Any, Literal
 from robodyna.config import ConfigError, load_config, read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "algo"
+
+#: A period of real robot time: a whole number of transitions (``250``), of episodes (``"5 episodes"``) or of
+#: seconds of robot time (``"2.5 s"``), so that a preset means the same on a robot with other episode lengths or
+#: control rates. Resolved to transitions by :meth:`AlgoConfig.in_steps`.
+Period = int | str
+_PERIOD_RE = r"(\d+(?:\.\d+)?)\s*(episodes?|s)"
+_PERIOD_HELP = "must be a whole number of transitions, 'N episodes' or 'T s' (seconds of robot time)"
+_PERIOD: dict[str, Any] = {"ge": 1, "pattern": _PERIOD_RE, "pattern_help": _PERIOD_HELP}
+PERIOD_FIELDS = ("start_steps", "epoch_length", "model_train_every", "rollout_every", "eval_every",
+                 "checkpoint_every", "log_every")
+
+
+def period_steps(value: Period, episode_steps: int, control_hz: float) -> int:
+    """Transitions in a period (at least 1): ``"5 episodes"`` with 50-step episodes -> 250."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(_PERIOD_RE, value.strip())
+    if m is None:
+        raise ConfigError("", "period", value, _PERIOD_HELP)
+    n, unit = float(m.group(1)), m.group(2)
+    steps = n * episode_steps if unit.startswith("episode") else n * control_hz
+    return max(1, int(math.ceil(steps - 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -81,13 +106,13 @@ class AlgoConfig:
     algo: Literal["mbpo", "dyna", "sac"] = "mbpo"
     use_model: bool = True
     rollout_actions: Literal["policy", "buffer"] = "policy"
-    start_steps: int = field(default=5000, metadata={"ge": 1})
-    epoch_length: int = field(default=1000, metadata={"ge": 1})
-    model_train_every: int = field(default=250, metadata={"ge": 1})
+    start_steps: Period = field(default=5000, metadata=_PERIOD)
+    epoch_length: Period = field(default=1000, metadata=_PERIOD)
+    model_train_every: Period = field(default=250, metadata=_PERIOD)
     rollout_batch: int = field(default=100_000, metadata={"ge": 1})  # start states per rollout round
     # real steps between rollout rounds (None: with every refit, as in MBPO); rounds between refits branch the
     # latest policy through the current model
-    rollout_every: int | None = field(default=None, metadata={"ge": 1})
+    rollout_every: Period | None = field(default=None, metadata=_PERIOD)
     rollout_schedule: tuple[int, int, int, int] = (20, 100, 1, 1)  # epoch0, epoch1, k0, k1 (MBPO App. C)
     rollout_obs_margin: float | None = field(default=0.5, metadata={"ge": 0})  # None: no bound check
     rollout_uncertainty_penalty: float = field(default=0.0, metadata={"ge": 0})  # MOPO λ: r - λ‖σ‖ on model rows
@@ -107,10 +132,10 @@ class AlgoConfig:
     symmetry_augment_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
     min_real_for_model: int = field(default=200, metadata={"ge": 1})
-    eval_every: int = field(default=1000, metadata={"ge": 1})
+    eval_every: Period = field(default=1000, metadata=_PERIOD)
     eval_episodes: int = field(default=5, metadata={"ge": 1})
-    checkpoint_every: int = field(default=5000, metadata={"ge": 1})
-    log_every: int = field(default=250, metadata={"ge": 1})
+    checkpoint_every: Period = field(default=5000, metadata=_PERIOD)
+    log_every: Period = field(default=250, metadata=_PERIOD)
     model_error_horizon: int = field(default=5, metadata={"ge": 1})
     max_abs_q: float = field(default=1e5, metadata={"gt": 0})
     seed: int = 0
@@ -125,6 +150,18 @@ class AlgoConfig:
             raise ConfigError("", "achieved_goal_ratio", self.achieved_goal_ratio,
                               "a share of the relabelled rows: needs goal_relabel_ratio > 0")
 
+    def in_steps(self, episode_steps: int, control_hz: float) -> AlgoConfig:
+        """This config with every period (:data:`PERIOD_FIELDS`) in real transitions."""
+        resolved: dict[str, Any] = {f: period_steps(getattr(self, f), episode_steps, control_hz)
+                                    for f in PERIOD_FIELDS if getattr(self, f) is not None}
+        return dataclasses.replace(self, **resolved)
+
+    def steps(self, name: str) -> int:
+        v = getattr(self, name)
+        if not isinstance(v, int):
+            raise ValueError(f"{name}={v!r} is not resolved to transitions yet (AlgoConfig.in_steps)")
+        return v
+
     def rollout_length(self, epoch: float) -> int:
         """k at a given epoch: linear from k0 to k1 between epoch0 and epoch1 (MBPO App. C)."""
         e0, e1, k0, k1 = self.rollout_schedule
@@ -136,11 +173,11 @@ class AlgoConfig:
     @property
     def rollout_period(self) -> int:
         """Real steps between rollout rounds."""
-        return self.model_train_every if self.rollout_every is None else self.rollout_every
+        return self.steps("model_train_every" if self.rollout_every is None else "rollout_every")
 
     def model_buffer_size(self, k: int) -> int:
         """FIFO size that holds ``model_retain_epochs`` epochs of rollouts of length k (MBPO §4)."""
-        per_epoch = max(1, self.epoch_length // self.rollout_period) * self.rollout_batch * k
+        per_epoch = max(1, self.steps("epoch_length") // self.rollout_period) * self.rollout_batch * k
         return per_epoch * self.model_retain_epochs
 
 

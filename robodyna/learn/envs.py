@@ -70,6 +70,15 @@ def obs_names_for_env(env: gym.Env) -> list[str]:
     return [f"obs{i}" for i in range(dim)]
 
 
+def episode_steps_for_env(env: gym.Env) -> int:
+    """Transitions per episode: the robot task's ``episode_steps`` or the Gymnasium id's time limit (else 1000)."""
+    task_cfg = getattr(env.unwrapped, "task_cfg", None)
+    if task_cfg is not None:
+        return int(task_cfg.episode_steps)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return int(limit) if limit else 1000
+
+
 def task_fns_for_env(env: gym.Env) -> Any:
     """Vectorised ``reward``/``terminated`` functions; ``has_reward`` False means use the learned reward."""
     fns = getattr(env.unwrapped, "task_fns", None)

@@ -16,7 +16,8 @@ from robodyna.learn.config import EnsembleConfig, load_algo_config
 from robodyna.learn.coords import CoordinateModel
 from robodyna.learn.ensemble import DynamicsEnsemble
 from robodyna.learn.envs import task_fns_for_env
-from robodyna.learn.mbpo import make_model, train
+from robodyna.learn.learner import make_model
+from robodyna.learn.mbpo import train
 
 from .conftest import POINT_ID, tiny_overrides
 
@@ -100,7 +101,7 @@ def test_the_reacher_preset_trains_in_coordinates_and_resumes_with_the_same_mode
     train(cfg, "Reacher-v5", tmp_path / "split", 120, progress=False, tensorboard=False)
     resumed = train(cfg, "Reacher-v5", tmp_path / "split", 220, resume=True, progress=False, tensorboard=False)
     a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
-    assert a["model"]["coordinates"] == 6 and a["model_buffer"]["size"] > 0
-    for key, val in a["model"]["net"].items():
-        assert torch.equal(val, b["model"]["net"][key]), key
+    assert a["learner"]["model"]["coordinates"] == 6 and a["learner"]["model_buffer"]["size"] > 0
+    for key, val in a["learner"]["model"]["net"].items():
+        assert torch.equal(val, b["learner"]["model"]["net"][key]), key
     assert full.evals[-1] == resumed.evals[-1]

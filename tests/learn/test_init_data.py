@@ -27,9 +27,9 @@ def test_init_data_fills_the_real_buffer_and_fits_the_model_before_the_first_ste
     cfg = load_algo_config("mbpo", "reacher2", tiny_overrides(steps_start=300) + ["model_train_every=1000"])
     res = train(cfg, "reacher2", tmp_path / "run", 60, progress=False, tensorboard=False, init_data=store)
     st = load_checkpoint(res.checkpoint)
-    assert st["real_buffer"]["size"] == 200 + 60
-    assert st["model"]["n_fits"] == 1  # the warm start; no refit within 60 steps (model_train_every=1000)
-    assert st["meta"]["init_transitions"] == 200
+    assert st["learner"]["real_buffer"]["size"] == 200 + 60
+    assert st["learner"]["model"]["n_fits"] == 1  # the warm start; no refit within 60 steps (model_train_every=1000)
+    assert st["learner"]["counters"]["init"] == 200
 
 
 def test_init_data_from_another_robot_is_refused_naming_the_mismatch(tmp_path: Path) -> None:

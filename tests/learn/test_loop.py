@@ -30,9 +30,9 @@ def test_the_three_presets_run_through_the_same_loop(tmp_path: Path) -> None:
         assert res.steps == 300 and [e["step"] for e in res.evals] == [100.0, 200.0, 300.0]
         st = load_checkpoint(res.checkpoint)
         if algo == "sac":
-            assert st["model"] is None and st["model_buffer"] is None
+            assert st["learner"]["model"] is None and st["learner"]["model_buffer"] is None
         else:
-            assert st["model"]["n_fits"] == 3 and st["model_buffer"]["size"] > 0
+            assert st["learner"]["model"]["n_fits"] == 3 and st["learner"]["model_buffer"]["size"] > 0
             assert "model_error_1step" in res.evals[-1]
         assert (tmp_path / algo / "config.yaml").exists() and (tmp_path / algo / "metrics.csv").exists()
 
@@ -47,7 +47,7 @@ def test_rollout_rounds_between_refits_branch_from_the_current_model(tmp_path: P
     fits = [int(r["step"]) for r in rows if r["key"] == "model/epochs"]
     rounds = [int(r["step"]) for r in rows if r["key"] == "rollout/transitions"]
     assert fits == [100, 200] and rounds == [100, 125, 150, 175, 200]
-    assert load_checkpoint(res.checkpoint)["model_buffer"]["size"] == 4 * 400 * 2  # FIFO full, older rounds out
+    assert load_checkpoint(res.checkpoint)["learner"]["model_buffer"]["size"] == 4 * 400 * 2  # FIFO full, older rounds out
 
 
 def test_sac_learns_the_point_task_far_better_than_random(tmp_path: Path) -> None:
@@ -75,17 +75,17 @@ def test_resume_continues_with_exactly_the_same_numbers(tmp_path: Path) -> None:
     assert on_schedule(full.evals) == on_schedule(resumed.evals) and len(on_schedule(full.evals)) == 3
     assert full.evals[-1] == resumed.evals[-1]
     a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
-    for key, val in a["sac"]["actor"].items():
-        assert torch.equal(val, b["sac"]["actor"][key]), key
-    for key, val in a["model"]["net"].items():
-        assert torch.equal(val, b["model"]["net"][key]), key
+    for key, val in a["learner"]["sac"]["actor"].items():
+        assert torch.equal(val, b["learner"]["sac"]["actor"][key]), key
+    for key, val in a["learner"]["model"]["net"].items():
+        assert torch.equal(val, b["learner"]["model"]["net"][key]), key
 
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     cfg = load_algo_config("sac", POINT_ID, tiny_overrides() + ["checkpoint_every=50", "max_abs_q=0.000000001"])
     with pytest.raises(DivergenceError, match=r"\|Q\| reached .* last good checkpoint kept at"):
         train(cfg, POINT_ID, tmp_path, 300, progress=False, tensorboard=False)
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 50
+    assert load_checkpoint(tmp_path / "last.pt")["learner"]["counters"]["real"] == 50
 
 
 def test_export_matches_torch_and_carries_robot_metadata(tmp_path: Path) -> None:
