@@ -24,23 +24,67 @@ from robodyna.data.validate import validate
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_minari_round_trip_through_the_real_package(reacher_store: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def terminating_store(root: Path) -> Path:
+    """Episodes that end terminated (0, 2), truncated (1) and unfinished (3), with distinct values everywhere.
+
+    Each episode is a trajectory (``next_obs[t] == obs[t + 1]``): Minari stores T + 1 observations per episode.
+    """
+    from robodyna.data.store import EpisodeWriter
+
+    from conftest import toy_meta
+
+    m = toy_meta("termbot", obs_dim=3, act_dim=2)
+    rng = np.random.default_rng(5)
+    with EpisodeWriter(root, m, flush_every=4) as w:
+        for e, (n, end) in enumerate([(6, "term"), (5, "trunc"), (3, "term"), (4, "open")]):
+            w.begin_episode({"seed": 10 + e})
+            w.set_policy_version(e)
+            traj = rng.normal(size=(n + 1, 3)).astype(np.float32)  # a trajectory: next_obs[t] == obs[t + 1]
+            for t in range(n):
+                last = t == n - 1
+                w.append(traj[t], rng.uniform(-1, 1, 2).astype(np.float32), float(rng.normal()), traj[t + 1],
+                         last and end == "term",
+                         last and end == "trunc", intervention=int(rng.integers(0, 4)),
+                         time_wall_s=1e9 + e * 10 + t * 0.02, time_mono_s=100.0 + e * 10 + t * 0.02)
+    return root
+
+
+@pytest.mark.parametrize("fixture", ["reacher", "terminating"])
+def test_minari_round_trip_through_the_real_package_keeps_every_field(
+        fixture: str, reacher_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import minari
 
-    did = export_minari(reacher_store, tmp_path / "minari")
+    store = reacher_store if fixture == "reacher" else terminating_store(tmp_path / "term")
+    src = EpisodeStore(store).read()
+    if fixture == "terminating":
+        assert src.batch.terminated.sum() == 2 and src.batch.truncated.sum() == 1  # the fixture does terminate
+    did = export_minari(store, tmp_path / "minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     ds = minari.load_dataset(did)
-    src = EpisodeStore(reacher_store).read()
-    assert ds.total_episodes == 3 and ds.total_steps == len(src)
-    ep0 = next(iter(ds.iterate_episodes()))
-    np.testing.assert_array_equal(ep0.observations[:-1], src.batch.obs[:50])
-    np.testing.assert_array_equal(ep0.actions, src.batch.action[:50])
+    eps = EpisodeStore(store).episodes()
+    assert ds.total_episodes == len(eps) and ds.total_steps == len(src)
+    # what Minari holds, episode by episode, against the store
+    for e, mep in zip(eps, ds.iterate_episodes()):
+        rows = np.flatnonzero(src.episode_index == e.index)
+        b = src.batch.take(rows)
+        assert mep.id == e.index
+        np.testing.assert_array_equal(mep.observations, np.concatenate([b.obs, b.next_obs[-1:]]))
+        np.testing.assert_array_equal(mep.actions, b.action)
+        np.testing.assert_array_equal(mep.rewards, b.reward)
+        np.testing.assert_array_equal(mep.terminations, b.terminated)
+        np.testing.assert_array_equal(mep.truncations, b.truncated)
+        for k, v in src.extras.items():
+            np.testing.assert_array_equal(np.asarray(mep.infos[k]).reshape(-1)[:-1], v[rows], err_msg=k)
+    # and the store imported back from Minari
     import_minari(did, tmp_path / "back")
-    back = EpisodeStore(tmp_path / "back").read()
-    for name in ("obs", "action", "reward", "next_obs", "truncated"):
-        np.testing.assert_array_equal(getattr(back.batch, name), getattr(src.batch, name))
-    np.testing.assert_array_equal(back.extras["time_mono_s"], src.extras["time_mono_s"])
+    back_store = EpisodeStore(tmp_path / "back")
+    back = back_store.read()
+    for name in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+        np.testing.assert_array_equal(getattr(back.batch, name), getattr(src.batch, name), err_msg=name)
+    for name in ("time_wall_s", "time_mono_s", "intervention", "episode_index", "step_index"):
+        np.testing.assert_array_equal(back.extras[name], src.extras[name], err_msg=name)
+    assert [(x.index, x.length, x.closed) for x in back_store.episodes()] == [
+        (x.index, x.length, x.closed) for x in eps]
 
 
 def test_lerobot_export_matches_the_v3_layout(reacher_store: Path, tmp_path: Path) -> None:
