@@ -119,6 +119,74 @@ def test_lerobot_export_matches_the_v3_layout(reacher_store: Path, tmp_path: Pat
     assert len(stats["observation.state"]["mean"]) == 10
 
 
+def _expected_stats(a: np.ndarray) -> dict[str, list[float]]:
+    """min/max/mean/std/count/q01/q99 per component, computed here from the store's data (not the exporter's)."""
+    x = np.asarray(a, np.float64).reshape(len(a), -1)
+    return {"min": list(x.min(0)), "max": list(x.max(0)), "mean": list(x.sum(0) / len(x)),
+            "std": list(np.sqrt(((x - x.sum(0) / len(x)) ** 2).sum(0) / len(x))), "count": [len(x)],
+            "q01": list(np.percentile(x, 1, axis=0)), "q99": list(np.percentile(x, 99, axis=0))}
+
+
+@pytest.mark.parametrize("fixture", ["reacher", "terminating"])
+def test_lerobot_export_values_and_statistics_equal_the_store(fixture: str, reacher_store: Path,
+                                                               tmp_path: Path) -> None:
+    store_dir = reacher_store if fixture == "reacher" else terminating_store(tmp_path / "term")
+    store = EpisodeStore(store_dir)
+    src, meta, eps = store.read(), store.meta, store.episodes()
+    out = tmp_path / "lr"
+    export_lerobot(store_dir, out)
+    b, x, n = src.batch, src.extras, len(src)
+    expected = {
+        "observation.state": b.obs, "action": b.action, "next.reward": b.reward,
+        "next.done": b.terminated | b.truncated, "next.terminated": b.terminated, "next.truncated": b.truncated,
+        "next.observation.state": b.next_obs, "robodyna.intervention": x["intervention"],
+        "robodyna.policy_version": x["policy_version"], "robodyna.time_mono_s": x["time_mono_s"],
+        "timestamp": (x["step_index"] / meta.control_hz).astype(np.float32), "frame_index": x["step_index"],
+        "episode_index": x["episode_index"], "index": np.arange(n), "task_index": np.zeros(n, np.int64),
+    }
+    info = json.loads((out / "meta/info.json").read_text())
+    assert set(info["features"]) == set(expected)
+    data = pq.read_table(out / "data/chunk-000/file-000.parquet")
+    assert set(data.column_names) == set(expected)
+    for name, want in expected.items():
+        col = data.column(name).to_pylist()
+        got = np.asarray(col, dtype=np.asarray(want).dtype)
+        np.testing.assert_array_equal(got.reshape(np.shape(want)), want, err_msg=name)
+        feat = info["features"][name]
+        assert feat["shape"] == ([np.shape(want)[1]] if np.ndim(want) == 2 else [1]), name
+    assert info["features"]["observation.state"]["names"] == meta.obs_names
+    assert info["features"]["action"]["names"] == meta.action_names
+    assert info["total_frames"] == n and info["total_episodes"] == len(eps)
+    assert info["robot_type"] == meta.robot_name and info["fps"] == meta.control_hz
+
+    # dataset statistics: every statistic written equals one computed from the store's data
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert set(stats) <= set(expected)
+    # next.* statistics may be absent (issue 16 adds them); robodyna.* extras carry none; every other has them
+    required = {k for k in expected if not k.startswith(("next.", "robodyna."))} | {"next.reward", "next.done"}
+    assert required <= set(stats), sorted(required - set(stats))
+    for name, st in stats.items():
+        want_st = _expected_stats(expected[name])
+        assert set(st) >= {"min", "max", "mean", "std", "count", "q01", "q99"}, name
+        for k, v in want_st.items():
+            np.testing.assert_allclose(st[k], v, rtol=1e-6, atol=1e-9, err_msg=f"{name}.{k}")
+
+    # the episodes table: ranges and per-episode statistics against each episode's rows
+    table = pd.read_parquet(out / "meta/episodes/chunk-000/file-000.parquet")
+    assert table["episode_index"].tolist() == [e.index for e in eps]
+    for row, e in zip(table.itertuples(index=False), eps):
+        r = table.columns.get_loc
+        rows = np.flatnonzero(x["episode_index"] == e.index)
+        assert row[r("length")] == e.length == len(rows)
+        assert (row[r("dataset_from_index")], row[r("dataset_to_index")]) == (rows[0], rows[-1] + 1)
+        ep_stats = [c for c in table.columns if c.startswith("stats/")]
+        assert {c.split("/")[1] for c in ep_stats} >= {"observation.state", "action", "next.reward"}
+        for c in ep_stats:
+            _, name, k = c.split("/")
+            want = _expected_stats(np.asarray(expected[name])[rows])[k]
+            np.testing.assert_allclose(np.asarray(row[r(c)], np.float64), want, rtol=1e-6, atol=1e-9, err_msg=c)
+
+
 def test_replay_on_the_nominal_sim_has_no_divergence_and_on_a_reality_profile_clearly_some(
         reacher_store: Path, tmp_path: Path) -> None:
     nominal = replay(reacher_store, "reacher2", episode=1)
