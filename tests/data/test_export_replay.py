@@ -29,9 +29,9 @@ def terminating_store(root: Path) -> Path:
 
     Each episode is a trajectory (``next_obs[t] == obs[t + 1]``): Minari stores T + 1 observations per episode.
     """
-    from robodyna.data.store import EpisodeWriter
-
     from conftest import toy_meta
+
+    from robodyna.data.store import EpisodeWriter
 
     m = toy_meta("termbot", obs_dim=3, act_dim=2)
     rng = np.random.default_rng(5)
