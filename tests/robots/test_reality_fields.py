@@ -29,7 +29,8 @@ MJCF = """<mujoco model="hinge1">
 URDF = """<?xml version="1.0"?>
 <robot name="hinge1">
   <link name="base">
-    <inertial><origin xyz="0 0 0"/><mass value="0"/><inertia ixx="0" ixy="0" ixz="0" iyy="0" iyz="0" izz="0"/></inertial>
+    <inertial><origin xyz="0 0 0"/><mass value="0"/>
+      <inertia ixx="0" ixy="0" ixz="0" iyy="0" iyz="0" izz="0"/></inertial>
   </link>
   <link name="link">
     <inertial><origin xyz="0.1 0 0"/><mass value="1.0"/>
@@ -167,7 +168,8 @@ def test_joint_pos_bias_offsets_the_observed_position_only(arm: Path, engine: st
     np.testing.assert_array_equal(biased["qd"], biased["true_qd"])
 
 
-NOISE_FIELDS = [("joint_pos_noise_rad", 0.01, "q"), ("joint_vel_noise_rad_s", 0.05, "qd"), ("ee_pos_noise_m", 0.003, "ee")]
+NOISE_FIELDS = [("joint_pos_noise_rad", 0.01, "q"), ("joint_vel_noise_rad_s", 0.05, "qd"),
+                ("ee_pos_noise_m", 0.003, "ee")]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
