@@ -200,11 +200,15 @@ def test_replay_refuses_a_store_from_another_robot(reacher_store: Path) -> None:
         replay(reacher_store, "panda")
 
 
-def test_cli_recorder_killed_mid_recording_resumes_without_gaps(tmp_path: Path) -> None:
+def test_cli_recorder_killed_mid_recording_resumes_without_gaps_and_keeps_every_saved_row(tmp_path: Path) -> None:
+    from robodyna.data.record import record
+
     out = tmp_path / "rec"
     cmd = [sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--policy", "random",
            "--episodes", "400", "--out", str(out), "--seed", "3", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    saved: dict[str, bytes] = {}  # every segment the store showed as landed before a kill, byte for byte
+    snapshots = []  # the rows a reader saw just before each kill
     for delay in (2.5, 2.8):
         p = subprocess.Popen(cmd + (["--resume"] if out.exists() else []), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -213,6 +217,9 @@ def test_cli_recorder_killed_mid_recording_resumes_without_gaps(tmp_path: Path) 
             assert time.time() - t0 < 60 and p.poll() is None, "recorder did not start"
             time.sleep(0.05)
         time.sleep(delay - 2.0)
+        snapshots.append(EpisodeStore(out).read().columns())
+        for seg in sorted((out / "segments").glob("seg-*.arrow")):
+            saved[seg.name] = seg.read_bytes()
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
         assert not [x for x in validate(out) if x.severity == "error"]
@@ -222,3 +229,21 @@ def test_cli_recorder_killed_mid_recording_resumes_without_gaps(tmp_path: Path) 
     eps = s.episodes()
     assert [e.index for e in eps] == list(range(len(eps))) and eps[-1].closed and eps[-2].closed
     assert not [x for x in validate(out) if x.severity == "error"]
+    # every row saved before a kill is still there, unchanged: the segment files byte for byte, the rows column
+    # by column (what is on disk after each crash extends what was there before it)
+    assert saved and len(snapshots[0]["obs"]) > 0
+    for name, data in saved.items():
+        assert (out / "segments" / name).read_bytes() == data, name
+    final = s.read().columns()
+    for snap in snapshots:
+        for name, col in snap.items():
+            np.testing.assert_array_equal(final[name][: len(col)], col, err_msg=name)
+    # and the first run's episodes are the ones the same command records in-process (seeded env and policy)
+    first = snapshots[0]
+    n_eps = int(first["episode_index"].max())  # its last episode may be unfinished
+    ref = EpisodeStore(record("reacher2", "random", n_eps, tmp_path / "ref", seed=3, progress=False)["out"]).read()
+    rows = len(ref)
+    assert rows == int(np.sum(first["episode_index"] < n_eps))
+    for name, col in ref.columns().items():
+        if not name.startswith("time_"):
+            np.testing.assert_array_equal(first[name][:rows], col, err_msg=name)
