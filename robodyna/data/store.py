@@ -25,6 +25,22 @@ Crash semantics (the contract):
   episode at ``max(episode on disk) + 1``; the unfinished episode is never continued.
 * An episode index is consumed only when its first row is appended, so empty episodes leave no gaps.
 
+Power loss (or a kernel crash) is not a process crash: what the page cache held and had not written is gone.
+
+* Guaranteed, on a file system that honours ``fsync`` (ext4, xfs, btrfs on a disk that does not lie about
+  its write cache): a segment whose write returned (``EpisodeWriter.wait()`` / ``close()`` returned, or the
+  recorder acknowledged it) survives, whole, under its final name: its bytes are fsynced before the rename and
+  the directory is fsynced after it. ``meta.json`` likewise. The prefix rule above holds.
+* Not guaranteed: rows still buffered in memory or queued for the writer thread (at most ``flush_every`` ×
+  ``max_pending`` + the open buffer); a segment being written at the moment of the power cut (its temp file,
+  removed by the next writer); anything on a disk or file system that acknowledges ``fsync`` without
+  persisting (some USB/SD media, volatile write caches, ``nobarrier`` mounts, network file systems with
+  async export), where a landed segment can come back truncated or missing: ``validate`` then reports it by
+  file name (``robodyna dataset validate``).
+* The SIGKILL tests (``tests/data/test_store_crash.py``) check the process-crash contract only; dropping an
+  ``fsync`` cannot be seen by them (the kernel still writes the page cache out), so the fsyncs in
+  :func:`~robodyna.data.store_format.write_segment` are kept by review, not by a test.
+
 Each segment's schema metadata carries JSON metadata (key ``robodyna``): the episode row ranges it holds,
 the per-episode info of episodes that start in it (e.g. the initial state used by replay) and the episodes
 it closes. The episode table is built from footers only, without reading data.

@@ -1,9 +1,14 @@
 """PyBullet driver: loads a URDF (from the robot folder or from ``pybullet_data``) in its own DIRECT client.
 
-Torque mode installs the torques once per tick (PyBullet keeps a TORQUE_CONTROL command across substeps);
-the velocity and position-delta modes run the same PD law as the MuJoCo actuators
-(``tau = clip(gain * (kp * (q* - q) - kd * qd), ±tau_max)``) each substep, plus gravity compensation from
-``calculateInverseDynamics`` once per tick when ``gains.gravity_compensation`` is set.
+Torque mode installs the same torques before every substep (PyBullet applies a TORQUE_CONTROL command for
+one ``stepSimulation`` only, then clears it); the velocity and position-delta modes run the same PD law as the
+MuJoCo actuators (``tau = clip(gain * (kp * (q* - q) - kd * qd), ±tau_max)``) each substep, plus gravity
+compensation from ``calculateInverseDynamics`` once per tick when ``gains.gravity_compensation`` is set.
+
+Joint friction: PyBullet reads ``<dynamics friction>`` from the URDF but does not apply it; the driver applies
+it (times a reality profile's ``friction_scale``) the usual PyBullet way, as each actuated joint's velocity
+motor with target velocity 0 and that maximum force: a Coulomb friction torque, like MuJoCo's
+``frictionloss``. The motor persists under the torque commands the action modes send.
 """
 
 from __future__ import annotations
@@ -73,12 +78,15 @@ class PybulletRobot(SimRobot):
             self.client.disconnect()
             raise RobotError(f"{cfg.name}: end_effector link {em.end_effector!r} not in {path.name}")
         self._ee = links[em.end_effector]
-        # Disable PyBullet's default velocity motors so joints are free; hold passive joints (e.g. fingers).
-        c.setJointMotorControlArray(self.body, self._idx, p.VELOCITY_CONTROL, forces=[0.0] * len(self._idx))
+        # PyBullet's default velocity motors become the joints' Coulomb friction (the URDF's <dynamics friction>,
+        # 0 when absent) so joints are otherwise free; passive joints (e.g. fingers) are held in reset().
+        self._nominal_friction = [float(c.getJointInfo(self.body, i)[7]) for i in self._idx]
+        self._set_friction(1.0)
         self._nominal_dyn = {}
         for i in [-1, *range(c.getNumJoints(self.body))]:
             d = c.getDynamicsInfo(self.body, i)
-            self._nominal_dyn[i] = (d[0], d[2], d[8])  # mass, local inertia diagonal, joint damping
+            damping = c.getJointInfo(self.body, i)[6] if i >= 0 else 0.0  # (getDynamicsInfo[8] is contact damping)
+            self._nominal_dyn[i] = (d[0], d[2], damping)  # mass, local inertia diagonal, joint damping
         self._gravity = np.zeros(len(self._idx))
         self._target = np.zeros(len(self._idx))
         self._cid = c._client  # hot paths call pybullet directly: BulletClient builds a partial on every call
@@ -111,8 +119,8 @@ class PybulletRobot(SimRobot):
         torque = p.TORQUE_CONTROL
         if self._mode == "torque":
             tau = [min(max(g * t, -m), m) + gc for t, m, gc in zip(target, tmax, grav)]
-            p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
-            for _ in range(n):
+            for _ in range(n):  # PyBullet clears joint torques after every stepSimulation: set them each substep
+                p.setJointMotorControlArray(body, idx, torque, forces=tau, physicsClientId=cid)
                 p.stepSimulation(physicsClientId=cid)
         else:
             kp, kd = self._kp_list, self._kd_list
@@ -128,6 +136,13 @@ class PybulletRobot(SimRobot):
                 p.stepSimulation(physicsClientId=cid)
         self._time += n * self._dt * self.timestep_scale
 
+    def _set_friction(self, scale: float) -> None:
+        """Joint Coulomb friction = URDF friction × ``scale``, as velocity motors (target 0, that max force)."""
+        forces = [f * scale for f in self._nominal_friction]
+        self.client.setJointMotorControlArray(self.body, self._idx, p.VELOCITY_CONTROL,
+                                              targetVelocities=[0.0] * len(self._idx), forces=forces)
+        self.friction = forces
+
     def perturb(self, scale: DynamicsScale) -> None:
         c = self.client
         for i, (mass, inertia, damping) in self._nominal_dyn.items():
@@ -139,6 +154,7 @@ class PybulletRobot(SimRobot):
                 kwargs["jointDamping"] = damping * scale.damping + (scale.extra_damping if i in self._idx else 0.0)
             if kwargs:
                 c.changeDynamics(self.body, i, **kwargs)
+        self._set_friction(scale.friction)
         self.gain = scale.actuator_gain
 
     def set_timestep_scale(self, scale: float) -> None:

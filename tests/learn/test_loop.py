@@ -47,7 +47,7 @@ def test_rollout_rounds_between_refits_branch_from_the_current_model(tmp_path: P
     fits = [int(r["step"]) for r in rows if r["key"] == "model/epochs"]
     rounds = [int(r["step"]) for r in rows if r["key"] == "rollout/transitions"]
     assert fits == [100, 200] and rounds == [100, 125, 150, 175, 200]
-    assert load_checkpoint(res.checkpoint)["learner"]["model_buffer"]["size"] == 4 * 400 * 2  # FIFO full, older rounds out
+    assert load_checkpoint(res.checkpoint)["learner"]["model_buffer"]["size"] == 4 * 400 * 2  # FIFO full
 
 
 def test_sac_learns_the_point_task_far_better_than_random(tmp_path: Path) -> None:
@@ -139,6 +139,9 @@ def test_config_robot_sections_merge_and_typos_fail_at_load(tmp_path: Path) -> N
 
 def test_cli_train_eval_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
+    import csv
+    import json
+    import re
 
     from robodyna.cli.learn import register
 
@@ -149,12 +152,49 @@ def test_cli_train_eval_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     argv += sum((["--set", o] for o in tiny_overrides()), [])
     args = parser.parse_args(argv)
     assert args.func(args) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"trained sac on \S+ for (\d+) steps; eval return (\S+) ± (\S+);", out)
+    assert m, out
+    # the printed numbers are the run's: steps in the checkpoint, the last eval row of metrics.csv
+    assert int(m.group(1)) == 150 == load_checkpoint(run / "last.pt")["learner"]["counters"]["real"]
+    with open(run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    last_step = max(int(float(r["step"])) for r in rows if r["key"] == "eval/mean_return")
+    logged = {r["key"]: float(r["value"]) for r in rows
+              if int(float(r["step"])) == last_step and r["key"].startswith("eval/")}
+    assert float(m.group(2)) == pytest.approx(logged["eval/mean_return"], abs=5e-4)
+    assert float(m.group(3)) == pytest.approx(logged["eval/std_return"], abs=5e-4)
+
     args = parser.parse_args(["export", str(run / "last.pt"), "--out", str(tmp_path / "x.onnx")])
     assert args.func(args) == 0
-    args = parser.parse_args(["eval", "--policy", str(tmp_path / "x.onnx"), "--env", POINT_ID, "--episodes", "2"])
+    assert f"policy (step 150) to {tmp_path / 'x.onnx'}" in capsys.readouterr().out
+    # the exported policy is the checkpoint's deterministic policy
+    env = make_env(POINT_ID)
+    agent, _ = agent_from_checkpoint(run / "last.pt", env)
+    obs = np.random.default_rng(0).uniform(-2, 2, (64, 2)).astype(np.float32)
+    onnx_out = ort.InferenceSession(str(tmp_path / "x.onnx")).run(None, {"obs": obs})[0]
+    np.testing.assert_allclose(onnx_out, agent.act(obs, deterministic=True), atol=1e-5)
+    assert read_metadata(tmp_path / "x.onnx")["policy_version"] == "1"  # the run exported version 1
+
+    # eval: the printed numbers equal an in-process evaluation of the same policy with the same seed
+    base = ["eval", "--policy", str(tmp_path / "x.onnx"), "--env", POINT_ID, "--episodes", "2"]
+    args = parser.parse_args(base + ["--json"])
+    assert args.func(args) == 0
+    got = json.loads(capsys.readouterr().out)
+    pol = OnnxPolicy(tmp_path / "x.onnx", spec_for_env(env), obs_names_for_env(env))
+    want = evaluate(pol, make_env(POINT_ID), 2, seed=12345)
+    for k in ("mean_return", "std_return", "mean_final_distance_m", "success_rate"):
+        assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
+    assert got["episodes"] == 2
+    args = parser.parse_args(base)
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "return" in out and "final distance" in out and "success" in out
+    m = re.search(r"return\s+(\S+) ± (\S+) \| final distance (\S+) cm \| success (\d+)%", out)
+    assert m, out
+    assert float(m.group(1)) == pytest.approx(want["mean_return"], abs=5e-4)
+    assert float(m.group(2)) == pytest.approx(want["std_return"], abs=5e-4)
+    assert float(m.group(3)) == pytest.approx(100 * want["mean_final_distance_m"], abs=5e-3)
+    assert int(m.group(4)) == round(100 * want["success_rate"])
 
 
 def test_onboard_policy_does_not_import_torch() -> None:

@@ -187,3 +187,25 @@ def test_bf16_auto_follows_the_cpu_and_other_values_fail_at_load() -> None:
     assert load_algo_config("sac", None, ["sac.bf16_hidden=auto"]).sac.bf16_hidden == "auto"
     with pytest.raises(ConfigError, match=r"sac\.bf16_hidden: got 'sometimes'; expected bool or one of 'auto'"):
         load_algo_config("sac", None, ["sac.bf16_hidden=sometimes"])
+
+
+def test_gradients_equal_autograd_when_log_std_leaves_the_clamp_range(agent_and_inputs: tuple[SAC, dict]) -> None:
+    """Raw log-std straddles both clamp bounds: outside [−20, 2] the clamp passes no gradient.
+
+    fp32 only: in bf16 the rounded raw values of rows near a bound land on the other side of it than in the
+    fp32 reference, which is rounding, not a gradient error (the mask code is shared by both paths).
+    """
+    from robodyna.learn.sac_grad import LOG_STD_MAX, LOG_STD_MIN
+
+    agent, inputs = agent_and_inputs
+    a = agent.act_dim
+    head = agent.actor.head
+    with torch.no_grad():
+        head.weight[a:].mul_(30.0)  # wide spread of raw log-std across the batch ...
+        median = head(agent.actor.trunk(inputs["obs_n"]))[:, a:].median(0).values
+        head.bias[a] += LOG_STD_MAX - median[0]  # ... centred on the upper bound for action 0
+        head.bias[a + 1] += LOG_STD_MIN - median[1]  # ... and on the lower bound for action 1
+        raw = head(agent.actor.trunk(inputs["obs_n"]))[:, a:]
+    above, below = (raw[:, 0] > LOG_STD_MAX).float().mean(), (raw[:, 1] < LOG_STD_MIN).float().mean()
+    assert 0.2 < above < 0.8 and 0.2 < below < 0.8, (above, below)  # both sides of each bound are exercised
+    _check_against_autograd(agent, inputs, False, 1e-5)

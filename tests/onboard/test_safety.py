@@ -30,3 +30,25 @@ def test_workspace_box_accepts_inside_and_rejects_outside() -> None:
 def test_check_action_rejects_nan_inf_and_wrong_shape(bad: list, msg: str) -> None:
     with pytest.raises(UnsafeActionError, match=msg):
         check_action(bad, 2)
+
+
+NON_FINITE = [np.nan, np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", NON_FINITE, ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("index", [0, 1])
+def test_check_action_rejects_non_finite_float_arrays_on_the_fast_path(dtype: type, bad: float, index: int) -> None:
+    # a float ndarray of the right shape is what the control loop passes: the fast path must check it too
+    a = np.zeros(2, dtype)
+    a[index] = bad
+    with pytest.raises(UnsafeActionError, match=f"non-finite value .* at index {index}"):
+        check_action(a, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_check_action_fast_path_returns_a_float64_copy_of_a_finite_array(dtype: type) -> None:
+    a = np.array([0.25, -1.5], dtype)
+    out = check_action(a, 2)
+    assert out.dtype == np.float64 and out is not a
+    np.testing.assert_array_equal(out, [0.25, -1.5])

@@ -39,10 +39,12 @@ def test_check_env_passes_for_each_robot_engine_and_task(name: str, engine: str)
 @pytest.mark.parametrize(("name", "engine"), ROBOT_ENGINES)
 def test_episode_end_reports_final_distance_and_success(name: str, engine: str) -> None:
     env = robodyna.make_env(name, engine=engine, seed=1)
-    env.reset(seed=1)
+    obs, _ = env.reset(seed=1)
+    act = (0.3 * env.action_space.high).astype(np.float32)  # not zero: the action cost is part of the reward
     steps = 0
     while True:
-        obs, r, term, trunc, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+        prev = obs
+        obs, r, term, trunc, info = env.step(act)
         steps += 1
         if term or trunc:
             break
@@ -51,6 +53,9 @@ def test_episode_end_reports_final_distance_and_success(name: str, engine: str) 
     assert info["is_success"] == (info["final_distance_m"] < 0.015)
     # the reward is a pure function of (obs, action, next_obs) and equals what the env returned
     assert isinstance(r, float)
+    fns = env.unwrapped.task_fns
+    assert float(fns.reward(prev[None], act[None], obs[None])[0]) == pytest.approx(r, rel=1e-6, abs=1e-9)
+    assert not bool(fns.terminated(prev[None], act[None], obs[None])[0]) and not term
 
 
 def test_reach_reward_is_pure_function_matching_env_reward() -> None:
@@ -75,6 +80,23 @@ def test_send_action_returns_the_clipped_action_actually_applied() -> None:
     with load_robot("reacher2") as robot:
         applied = robot.send_action([10.0, -10.0])
         np.testing.assert_allclose(applied, [0.2, -0.2])
+
+
+@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+def test_non_finite_float_arrays_never_reach_the_engine(engine: str, dtype: type, bad: float) -> None:
+    # the control loop sends float ndarrays (check_action's fast path), not lists
+    with load_robot("reacher2", engine=engine) as robot:
+        robot.send_action(np.array([0.1, -0.1], dtype))  # a good array goes through and moves the arm
+        before = robot.observe()
+        assert before.time_s > 0.0
+        with pytest.raises(UnsafeActionError, match="reacher2.send_action: non-finite value"):
+            robot.send_action(np.array([0.0, bad], dtype))
+        after = robot.observe()
+        np.testing.assert_array_equal(before.qpos, after.qpos)
+        np.testing.assert_array_equal(before.qvel, after.qvel)
+        assert after.time_s == before.time_s
 
 
 @pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
