@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -90,6 +91,9 @@ def export_minari(store_dir: str | Path, out_root: str | Path, dataset_id: str |
     store = EpisodeStore(store_dir)
     meta = store.meta
     did = dataset_id or default_dataset_id(meta)
+    if not re.fullmatch(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+-v\d+", did):
+        raise StoreError(f"--id {did!r}: a Minari dataset id is [NAMESPACE/]NAME-vVERSION, e.g. "
+                         f"{default_dataset_id(meta)!r}")
     tr = store.read()
     if len(tr) == 0:
         raise StoreError(f"{store.root}: empty store, nothing to export")
