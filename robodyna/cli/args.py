@@ -8,6 +8,29 @@ missing option, a count that is not a positive integer) print the usage line and
 from __future__ import annotations
 
 import argparse
+import logging
+
+# Libraries whose INFO lines and warnings are noise unless asked for (-v): the ONNX exporter's passes and its
+# notes about optional packages (torchvision), tensorboard.
+NOISY_LOGGERS = ("torch", "onnxscript", "onnx_ir", "onnx", "onnxruntime", "tensorboard", "matplotlib", "PIL")
+_quiet = False
+
+
+def quiet_libraries(again: bool = False) -> None:
+    """Raise the noisy libraries' loggers to ERROR (the CLI's default, without ``-v``).
+
+    ``again=True`` re-applies it if it was applied before: importing torch resets the levels of its loggers,
+    so the verbs that import it call this after the import.
+    """
+    global _quiet
+    if again and not _quiet:
+        return
+    _quiet = True
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in list(logging.root.manager.loggerDict):  # children torch gave their own level
+        if name not in NOISY_LOGGERS and name.split(".", 1)[0] in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 class CLIError(Exception):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robodyna.cli.args import CLIError, positive_int
+from robodyna.cli.args import CLIError, positive_int, quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ def make_box_env(name: str, reality: str | None = None) -> Any:
 def _check_resume(args: argparse.Namespace, name: str, run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The config to continue with and the checkpoint, or a :class:`CLIError` saying why the run cannot resume."""
     from robodyna.config import load_config
-    from robodyna.learn.checkpoint import read_checkpoint
-    from robodyna.learn.config import AlgoConfig, load_algo_config
+    from robodyna.learn.config import AlgoConfig
 
     ckpt = run_dir / "last.pt"
     if not ckpt.is_file():
@@ -94,30 +93,42 @@ def _check_resume(args: argparse.Namespace, name: str, run_dir: Path) -> tuple[A
         raise CLIError(f"--resume: {ckpt} does not exist, so there is no run to continue"
                        + (f" ({run_dir} holds {', '.join(held)} but no checkpoint)" if held else "")
                        + "; drop --resume to start a new run" + (" (with --overwrite)" if held else ""))
+    if args.init_data is not None:
+        raise CLIError("--init-data warm-starts a new run only; the resumed run keeps the buffer in "
+                       f"{ckpt} (drop --init-data, or start a fresh --run-dir)")
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    saved = run_dir / "config.yaml"
+    cfg = load_config(AlgoConfig, saved, overrides) if saved.exists() else None
+    if cfg is not None:
+        _check_algo(args, name, run_dir, cfg)
+    from robodyna.learn.checkpoint import read_checkpoint  # imports torch: after the checks that need none
+
     st = read_checkpoint(ckpt)
+    if cfg is None:
+        cfg = load_config(AlgoConfig, st["config"], overrides, source=f"{ckpt} (config)")
+        _check_algo(args, name, run_dir, cfg)
     m = st["meta"]
     if m.get("env") not in (None, name):
         raise CLIError(f"--resume: {ckpt} is a run on {m['env']!r}, not {name!r}")
     if m.get("reality") != args.reality:
         raise CLIError(f"--resume: {ckpt} was trained with --reality {m.get('reality') or '(none)'}, not "
                        f"{args.reality or '(none)'}; resume with the same reality, or start a fresh --run-dir")
-    if args.init_data is not None:
-        raise CLIError("--init-data warm-starts a new run only; the resumed run keeps the buffer in "
-                       f"{ckpt} (drop --init-data, or start a fresh --run-dir)")
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    saved = run_dir / "config.yaml"
-    cfg = load_config(AlgoConfig, saved, overrides) if saved.exists() else load_config(
-        AlgoConfig, st["config"], overrides, source=f"{ckpt} (config)")
-    if args.algo is not None:
-        asked = load_algo_config(args.algo, name).algo
-        if asked != cfg.algo:
-            raise CLIError(f"--resume: {run_dir} is a {cfg.algo} run; it cannot continue as {asked} (drop --algo "
-                           f"to continue it as {cfg.algo}, or start a fresh --run-dir)")
     if int(st["step"]) >= args.steps:
         raise CLIError(f"--resume: {run_dir} is already at step {st['step']}; --steps is the total number of real "
                        f"steps, so pass more than {st['step']} to train further (`robodyna export "
                        f"{ckpt} --out FILE` re-exports its policy)")
     return cfg, st
+
+
+def _check_algo(args: argparse.Namespace, name: str, run_dir: Path, cfg: Any) -> None:
+    """Refuse ``--algo`` naming another algorithm than the run being resumed."""
+    from robodyna.learn.config import load_algo_config
+
+    if args.algo is not None:
+        asked = load_algo_config(args.algo, name).algo
+        if asked != cfg.algo:
+            raise CLIError(f"--resume: {run_dir} is a {cfg.algo} run; it cannot continue as {asked} (drop --algo "
+                           f"to continue it as {cfg.algo}, or start a fresh --run-dir)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -155,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from robodyna.learn.mbpo import train
     from robodyna.learn.sac import DivergenceError
 
+    quiet_libraries(again=True)  # importing torch reset its loggers' levels
     start_step = int(st["step"]) if st else 0
     updates_before = int(st["sac"].get("n_updates", 0)) if st else 0
     try:
@@ -222,6 +234,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from robodyna.learn.mbpo import agent_from_checkpoint
     from robodyna.robots.spec import RobotSpec
 
+    quiet_libraries(again=True)  # importing torch reset its loggers' levels
     agent, st = agent_from_checkpoint(args.checkpoint)
     meta = st["meta"]
     spec = RobotSpec.from_dict(_json.loads(meta["robot_spec"]))

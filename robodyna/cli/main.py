@@ -1,8 +1,9 @@
 """``robodyna`` command line: one entry point with verbs (``robodyna VERB --help``).
 
 Errors are printed in one format, ``robodyna VERB: error: MESSAGE`` (exit 1; argparse's usage errors exit 2,
-a diverged training run exits 3). Logging is quiet by default: robodyna's own INFO lines and every library's
-warnings and errors; ``-v`` shows every library's INFO lines and Python warnings, ``-vv`` debug output.
+a diverged training run exits 3). Logging is quiet by default: warnings and errors (robodyna's; the ONNX
+exporter's, torch's and tensorboard's errors only); ``-v`` shows INFO lines of robodyna and every library and
+Python warnings, ``-vv`` debug output.
 """
 
 from __future__ import annotations
@@ -15,21 +16,18 @@ import sys
 import warnings
 
 from robodyna import __version__
-from robodyna.cli.args import CLIError
+from robodyna.cli.args import CLIError, quiet_libraries
 from robodyna.config import ConfigError
 
 # Modules that add verbs: each exposes ``register(subparsers)``; handlers are ``args.func(args) -> int``.
 VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data")
-# Libraries whose INFO lines and warnings are noise unless asked for (-v): the ONNX exporter's passes and
-# its notes about optional packages (torchvision), tensorboard.
-NOISY_LOGGERS = ("torch", "onnxscript", "onnx_ir", "onnx", "onnxruntime", "tensorboard", "matplotlib", "PIL")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robodyna", description="Sim-to-real model-based RL for robot arms.")
     parser.add_argument("--version", action="version", version=f"robodyna {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging: -v every library's INFO lines and warnings, -vv debug")
+                        help="more logging: -v INFO lines (robodyna and libraries) and warnings, -vv debug")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:
         if importlib.util.find_spec(name) is not None:
@@ -38,18 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: int) -> None:
-    """Default: robodyna INFO, others WARNING, the noisy libraries ERROR and no Python warnings from them."""
-    level = logging.DEBUG if verbose >= 2 else logging.INFO
-    logging.basicConfig(level=level if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Default: WARNING, the noisy libraries ERROR and no Python warnings from them; -v INFO, -vv DEBUG."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("robodyna").setLevel(level)
     if not verbose:
-        for name in NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_libraries()
         for category in (FutureWarning, DeprecationWarning, UserWarning):
             for module in ("torch", "onnx", "onnxscript", "copyreg", "tensorboard", "minari", "gymnasium"):
                 warnings.filterwarnings("ignore", category=category, module=module)
-        warnings.filterwarnings("ignore", category=FutureWarning)  # torch's pytree deprecation via copyreg
 
 
 def verb_of(args: argparse.Namespace) -> str:

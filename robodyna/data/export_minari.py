@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def staged_output(final: Path, what: str) -> Iterator[Path]:
-    """A temporary folder beside ``final`` that becomes ``final`` (one rename) only if the block succeeds.
+    """A new temporary folder beside ``final`` that becomes ``final`` (one rename) only if the block succeeds.
 
     ``final`` must not exist or be an empty folder; a failure (or an interrupt) removes the temporary folder,
     so an export or import that fails leaves nothing half-written.
@@ -37,6 +37,7 @@ def staged_output(final: Path, what: str) -> Iterator[Path]:
         shutil.rmtree(tmp)
     done = False
     try:
+        tmp.mkdir()
         yield tmp
         if final.exists():
             final.rmdir()  # empty (checked above)
