@@ -82,6 +82,19 @@ def make_box_env(name: str, reality: str | None = None) -> Any:
     return env
 
 
+def preset_key(name: str) -> str:
+    """The name an algo preset's ``robots:`` section uses for ``--robot NAME``: for a robot folder given by
+    path (e.g. an edited copy), the ``name`` in its ``robot.yaml``."""
+    import yaml
+
+    yml = Path(name) / "robot.yaml"
+    if yml.is_file():
+        data = yaml.safe_load(yml.read_text())
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return data["name"]
+    return name
+
+
 def _check_resume(args: argparse.Namespace, name: str, run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The config to continue with and the checkpoint, or a :class:`CLIError` saying why the run cannot resume."""
     from robodyna.config import load_config
@@ -125,7 +138,7 @@ def _check_algo(args: argparse.Namespace, name: str, run_dir: Path, cfg: Any) ->
     from robodyna.learn.config import load_algo_config
 
     if args.algo is not None:
-        asked = load_algo_config(args.algo, name).algo
+        asked = load_algo_config(args.algo, preset_key(name)).algo
         if asked != cfg.algo:
             raise CLIError(f"--resume: {run_dir} is a {cfg.algo} run; it cannot continue as {asked} (drop --algo "
                            f"to continue it as {cfg.algo}, or start a fresh --run-dir)")
@@ -145,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from robodyna.learn.config import load_algo_config
 
         overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        cfg = load_algo_config(args.algo or "mbpo", name, overrides)
+        cfg = load_algo_config(args.algo or "mbpo", preset_key(name), overrides)
         if args.init_data is not None:
             from robodyna.data.validate import require_valid
 

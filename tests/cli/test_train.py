@@ -73,3 +73,15 @@ def test_resume_and_overwrite_together_are_a_usage_error(untrained_run: tuple[Pa
     run, _ = untrained_run
     r = run_cli("train", "--robot", "reacher2", "--steps", "60", "--run-dir", run, "--resume", "--overwrite")
     assert_refused(r, "not allowed with argument", code=2)
+
+
+def test_an_edited_robot_folder_copy_gets_its_robots_preset_section(tmp_path: Path) -> None:
+    """README: to train on a changed robot, copy its folder, edit robot.yaml and pass the path to --robot."""
+    from robodyna.cli.learn import preset_key
+    from robodyna.learn.config import load_algo_config
+    from tests.cli.conftest import REPO
+
+    copy = tmp_path / "my_reacher"
+    shutil.copytree(REPO / "robots" / "reacher2", copy)
+    assert preset_key(str(copy)) == "reacher2" and preset_key("reacher2") == "reacher2"
+    assert load_algo_config("sac", preset_key(str(copy))).start_steps == 1000  # sac.yaml robots.reacher2
