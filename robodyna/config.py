@@ -55,12 +55,43 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``a.b.c=value`` (value parsed as YAML, so ``1e-3``, ``true``, ``[1, 2]`` work)."""
+_KEY_PART = re.compile(r"^([^\[\]]*)((?:\[-?\d+\])*)$")
+
+
+def _format_key(parts: list[str | int]) -> str:
+    """``["joints", 0, "max_torque_nm"]`` -> ``joints[0].max_torque_nm``."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+def _parse_key(key: str, text: str) -> list[str | int]:
+    """``a.b[0].c`` -> ``["a", "b", 0, "c"]`` (list entries by index in brackets)."""
+    parts: list[str | int] = []
+    for piece in key.strip().split("."):
+        m = _KEY_PART.match(piece)
+        if m is None:
+            raise ConfigError("--set", key, text, "malformed key: list entries are indexed as name[0], "
+                              "e.g. --set joints[0].max_torque_nm=2")
+        name, idx = m.groups()
+        if name:
+            parts.append(name)
+        elif not idx:
+            continue
+        elif not parts:
+            raise ConfigError("--set", key, text, "an index needs a key before it, e.g. joints[0]")
+        parts.extend(int(i) for i in re.findall(r"-?\d+", idx))
+    return parts
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """Parse ``a.b.c=value`` or ``a.list[0].c=value`` (value parsed as YAML, so ``1e-3``, ``true``, ``[1, 2]``
+    work; ``[i]`` indexes a list)."""
     if "=" not in text:
         raise ConfigError("--set", text, text, "expected KEY=VALUE, e.g. --set control_hz=100")
     key, raw = text.split("=", 1)
-    parts = [k for k in key.strip().split(".") if k]
+    parts = _parse_key(key, text)
     if not parts:
         raise ConfigError("--set", text, text, "empty key")
     try:
@@ -71,22 +102,44 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Return a deep copy of ``data`` with ``KEY=VALUE`` overrides applied (nested keys by dots)."""
+    """Return a deep copy of ``data`` with ``KEY=VALUE`` overrides applied (nested keys by dots, list entries by
+    ``[index]``: ``joints[0].max_torque_nm=2``)."""
     import copy
 
     out = copy.deepcopy(data)
     for text in overrides or []:
         parts, value = parse_override(text)
-        node = out
-        for i, part in enumerate(parts[:-1]):
+        node: Any = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            here = _format_key(parts[: i + 1])
+            if isinstance(part, int):
+                if not isinstance(node, list):
+                    raise ConfigError("--set", _format_key(parts[:i]), node,
+                                      f"is not a list, so {here} cannot index it")
+                if not -len(node) <= part < len(node):
+                    raise ConfigError("--set", here, text, f"index out of range: {_format_key(parts[:i])} has "
+                                      f"{len(node)} entr{'y' if len(node) == 1 else 'ies'} (0..{len(node) - 1})")
+                if last:
+                    node[part] = value
+                else:
+                    node = node[part]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError("--set", _format_key(parts[:i]), node, f"is not a mapping, so {here} is not a key")
+            if last:
+                node[part] = value
+                continue
             nxt = node.get(part)
             if nxt is None:
+                if isinstance(parts[i + 1], int):
+                    raise ConfigError("--set", here, None, "is not set, so it has no entries to index")
                 nxt = {}
                 node[part] = nxt
-            if not isinstance(nxt, dict):
-                raise ConfigError("--set", ".".join(parts[: i + 1]), nxt, "is not a mapping")
+            if not isinstance(nxt, (dict, list)):
+                raise ConfigError("--set", here, nxt, "is not a list" if isinstance(parts[i + 1], int)
+                                  else "is not a mapping")
             node = nxt
-        node[parts[-1]] = value
     return out
 
 

@@ -3,7 +3,9 @@
 Layout written (the v3.0 path templates, one chunk/file since robot state data is small)::
 
     OUT/meta/info.json                           codebase_version v3.0, fps, features, path templates, totals
-    OUT/meta/stats.json                          per feature: min, max, mean, std, count, q01, q99
+    OUT/meta/stats.json                          per feature (every one: all are numeric): min, max, mean, std,
+                                                 count, q01, q99
+    OUT/meta/robodyna.json                       what LeRobot has no key for: reality, units, robot spec, source
     OUT/meta/tasks.parquet                       index = task string, column task_index
     OUT/meta/episodes/chunk-000/file-000.parquet episode_index, tasks, length, data/chunk_index, data/file_index,
                                                  dataset_from_index, dataset_to_index, meta/episodes/*, stats/*
@@ -14,6 +16,7 @@ Layout written (the v3.0 path templates, one chunk/file since robot state data i
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robodyna.data.store import EpisodeStore, StoreError
+
+log = logging.getLogger(__name__)
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -44,12 +49,24 @@ def _fixed(a: np.ndarray, dtype: pa.DataType) -> pa.Array:
 
 
 def export_lerobot(store_dir: str | Path, out: str | Path, task: str | None = None) -> dict[str, Any]:
-    """Export a store as a LeRobotDataset v3.0 folder (no videos). Returns info.json's content."""
+    """Export a store as a LeRobotDataset v3.0 folder (no videos). Returns info.json's content.
+
+    A store with errors is refused (:func:`~robodyna.data.validate.require_valid`). The folder is written
+    under a temporary name and renamed to ``out`` at the end, so a failed export leaves nothing behind.
+    """
+    from robodyna.data.export_minari import staged_output
+    from robodyna.data.validate import require_valid
+
+    for w in require_valid(store_dir, "export it"):
+        log.warning("%s", w.format(store_dir))
     store = EpisodeStore(store_dir)
-    meta = store.meta
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise StoreError(f"{out}: output folder exists and is not empty")
+    with staged_output(out, "LeRobot dataset") as tmp:
+        return _write(store, tmp, task)
+
+
+def _write(store: EpisodeStore, out: Path, task: str | None) -> dict[str, Any]:
+    meta = store.meta
     tr = store.read()
     if len(tr) == 0:
         raise StoreError(f"{store.root}: empty store, nothing to export")
@@ -104,9 +121,14 @@ def export_lerobot(store_dir: str | Path, out: str | Path, task: str | None = No
     }
     arrays = {
         "observation.state": tr.batch.obs, "action": tr.batch.action, "next.reward": tr.batch.reward,
-        "next.done": done, "timestamp": timestamp, "frame_index": frame, "episode_index": ep,
-        "index": np.arange(n), "task_index": np.zeros(n),
+        "next.done": done, "next.terminated": tr.batch.terminated, "next.truncated": tr.batch.truncated,
+        "next.observation.state": tr.batch.next_obs, "robodyna.intervention": tr.extras["intervention"],
+        "robodyna.policy_version": tr.extras["policy_version"], "robodyna.time_mono_s": tr.extras["time_mono_s"],
+        "timestamp": timestamp, "frame_index": frame, "episode_index": ep, "index": np.arange(n),
+        "task_index": np.zeros(n),
     }
+    # LeRobot computes stats for every non-string feature; all of these are numeric
+    assert set(arrays) == set(features), sorted(set(arrays) ^ set(features))
     stats = {k: _stats(np.asarray(v)) for k, v in arrays.items()}
     # episodes table
     rows: dict[str, list[Any]] = {k: [] for k in (
@@ -119,7 +141,7 @@ def export_lerobot(store_dir: str | Path, out: str | Path, task: str | None = No
                      ("data/chunk_index", 0), ("data/file_index", 0), ("dataset_from_index", lo),
                      ("dataset_to_index", hi), ("meta/episodes/chunk_index", 0), ("meta/episodes/file_index", 0)):
             rows[k].append(v)
-        for feat_name in ("observation.state", "action", "next.reward"):
+        for feat_name in arrays:
             st = _stats(np.asarray(arrays[feat_name])[lo:hi])
             for sk, sv in st.items():
                 ep_stats.setdefault(f"stats/{feat_name}/{sk}", []).append(sv)
@@ -144,10 +166,11 @@ def export_lerobot(store_dir: str | Path, out: str | Path, task: str | None = No
         "data_path": DATA_PATH,
         "video_path": None,
         "features": features,
-        "robodyna": {"reality": meta.reality, "control_hz": meta.control_hz, "obs_units": meta.obs_units,
-                     "action_units": meta.action_units, "robot_spec": meta.robot_spec,
-                     "software_version": meta.software_version, "source": str(store.root)},
     }
+    extra = {"reality": meta.reality, "control_hz": meta.control_hz, "obs_units": meta.obs_units,
+             "action_units": meta.action_units, "robot_spec": meta.robot_spec,
+             "software_version": meta.software_version, "source": str(store.root.resolve())}
+    (out / "meta" / "robodyna.json").write_text(json.dumps(extra, indent=4) + "\n")
     (out / "meta" / "info.json").write_text(json.dumps(info, indent=4) + "\n")
     (out / "meta" / "stats.json").write_text(json.dumps(stats, indent=4) + "\n")
     return info

@@ -44,9 +44,21 @@ class Problem:
     step: int | None = None
 
     def __str__(self) -> str:
+        return self.format()
+
+    def format(self, root: str | Path | None = None) -> str:
+        """``SEVERITY: FILE [episode E] [step S]: message``, the file relative to ``root`` when inside it
+        (omitted when it is ``root`` itself or its ``segments/`` folder and an episode is named)."""
         where = self.file
+        if root is not None:
+            try:
+                where = str(Path(self.file).relative_to(Path(root)))
+            except ValueError:
+                pass
+            if where in (".", SEG_DIR) and self.episode is not None:
+                where = ""
         if self.episode is not None:
-            where += f" episode {self.episode}"
+            where = f"{where} episode {self.episode}".strip()
         if self.step is not None:
             where += f" step {self.step}"
         return f"{self.severity.upper()}: {where}: {self.message}"
@@ -232,3 +244,21 @@ def format_info(d: dict[str, Any]) -> str:
     """Human-readable rendering of :func:`info`."""
     lines = [f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in d.items()]
     return "\n".join(lines)
+
+
+def require_valid(root: str | Path, action: str) -> list[Problem]:
+    """Run :func:`validate` and raise :class:`StoreError` if the store has errors; return its warnings.
+
+    Every command that reads a store calls this first, so a store with a deleted or corrupt segment, an
+    episode gap or bad values is refused, naming the store, the first errors and what was refused (``action``,
+    e.g. ``"export it"``), instead of being used with the gap silently carried into the result.
+    """
+    root = Path(root)
+    problems = validate(root)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        shown = "; ".join(p.format(root).split(": ", 1)[1] for p in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise StoreError(f"{root}: the episode store has {len(errors)} error(s), refusing to {action}: {shown}{more}; "
+                         f"`robodyna dataset validate {root}` lists every problem")
+    return [p for p in problems if p.severity != "error"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from robodyna.data.store import EpisodeWriter, StoreMeta
+from robodyna.data.store import META_FILE, EpisodeWriter, StoreError, StoreMeta, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,15 @@ def obs_units(obs_names: list[str]) -> list[str]:
 def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray], np.ndarray], str, int]:
     """``random`` (uniform in the action box), ``scripted`` (smooth sinusoids), or a path to an ONNX policy.
 
-    Returns (policy, description, policy_version).
+    Returns (policy, description, policy_version). Refuses an env whose actions are not a continuous Box.
     """
+    import gymnasium as gym
+
     space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        name = env.spec.id if getattr(env, "spec", None) is not None else type(env.unwrapped).__name__
+        raise ValueError(f"{name}: its action space is {space}; robodyna drives continuous actions only "
+                         "(a gymnasium.spaces.Box), e.g. Reacher-v5 or a robot folder")
     low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
     if policy == "random":
         rng = np.random.default_rng(seed)
@@ -80,12 +86,17 @@ def record(
 
     Each episode's info stores its reset seed, initial ``qpos``/``qvel`` and ``target_m`` (what replay needs).
     The stored action is the one actually applied (after clamping); clamping sets intervention bit 1.
-    Episode seeds derive from ``seed`` and the episode index, so a resumed recording continues the sequence.
+    Episode seeds derive from ``seed`` and the episode index, and so do the ``random`` and ``scripted``
+    policies' actions (each episode's policy is seeded with its reset seed): a resumed recording continues
+    the sequence and equals an uninterrupted one. ``resume`` refuses a store with errors (see
+    :func:`~robodyna.data.validate.require_valid`) or one recorded under another reality profile or task.
     """
     import robodyna
     from robodyna.robots.reality import load_reality
 
     profile = load_reality(reality) if reality else None
+    if resume and (Path(out) / META_FILE).is_file():
+        _check_resumable(Path(out), profile, task)
     env = robodyna.make_env(robot, task=task, reality=profile, overrides=overrides)
     u: Any = env.unwrapped  # a robodyna RobotEnv (checked below); gymnasium types it as Env
     if not hasattr(u, "robot_spec"):
@@ -110,6 +121,8 @@ def record(
                 it = tqdm(it, desc=f"record {u.robot_spec.name}", unit="ep")
             for _ in it:
                 ep_seed = int(seed) * 1_000_003 + w.next_episode_index
+                if policy in ("random", "scripted"):  # actions depend on (seed, episode index) only
+                    pol, _, _ = make_policy(policy, env, ep_seed)
                 obs, info = env.reset(seed=ep_seed)
                 w.begin_episode({
                     "seed": ep_seed, "policy": desc, "qpos": np.asarray(info["qpos"]).tolist(),
@@ -128,4 +141,28 @@ def record(
     finally:
         env.close()
     return {"out": str(out), "episodes": len(returns), "first_episode": first, "steps": steps,
-            "mean_return": float(np.mean(returns)) if returns else float("nan")}
+            "mean_return": float(np.mean(returns)) if returns else None}
+
+
+def _check_resumable(out: Path, profile: Any, task: str) -> None:
+    """Refuse to append to a store with errors, or with rows of another reality profile or task."""
+    import json
+
+    from robodyna.data.validate import require_valid
+
+    require_valid(out, "append to it (--resume)")
+    on_disk = read_meta(out)
+    name = profile.name if profile else None
+    mine = json.loads(json.dumps(dataclasses.asdict(profile))) if profile else None
+    def label(r: str | None) -> str:
+        return f"reality {r!r}" if r else "no reality profile (the nominal robot)"
+
+    if on_disk.reality != name:
+        raise StoreError(f"{out}: recorded with {label(on_disk.reality)}, this recording uses {label(name)}; rows "
+                         "of two realities would be indistinguishable in one store: record into a new --out "
+                         "(`robodyna dataset merge` keeps each episode's origin)")
+    if (on_disk.reality_profile or None) != mine:
+        raise StoreError(f"{out}: recorded with another version of reality profile {name!r} (its values differ "
+                         "from the file's now): record into a new --out")
+    if on_disk.task != task:
+        raise StoreError(f"{out}: recorded for task {on_disk.task!r}, not {task!r}: record into a new --out")

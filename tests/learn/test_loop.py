@@ -153,17 +153,19 @@ def test_cli_train_eval_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    m = re.search(r"trained sac on \S+ for (\d+) steps; eval return (\S+) ± (\S+);", out)
+    m = re.search(r"trained sac on \S+ for (\d+) steps with (\d+) SAC update\(s\); eval return (\S+) ± (\S+);", out)
     assert m, out
-    # the printed numbers are the run's: steps in the checkpoint, the last eval row of metrics.csv
-    assert int(m.group(1)) == 150 == load_checkpoint(run / "last.pt")["learner"]["counters"]["real"]
+    # the printed numbers are the run's: steps and updates in the checkpoint, the last eval row of metrics.csv
+    counters = load_checkpoint(run / "last.pt")["learner"]["counters"]
+    assert int(m.group(1)) == 150 == counters["real"]
+    assert int(m.group(2)) == counters["updates"] == 2 * (150 - 100 + 1)  # G=2 from start_steps=100 on
     with open(run / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     last_step = max(int(float(r["step"])) for r in rows if r["key"] == "eval/mean_return")
     logged = {r["key"]: float(r["value"]) for r in rows
               if int(float(r["step"])) == last_step and r["key"].startswith("eval/")}
-    assert float(m.group(2)) == pytest.approx(logged["eval/mean_return"], abs=5e-4)
-    assert float(m.group(3)) == pytest.approx(logged["eval/std_return"], abs=5e-4)
+    assert float(m.group(3)) == pytest.approx(logged["eval/mean_return"], abs=5e-4)
+    assert float(m.group(4)) == pytest.approx(logged["eval/std_return"], abs=5e-4)
 
     args = parser.parse_args(["export", str(run / "last.pt"), "--out", str(tmp_path / "x.onnx")])
     assert args.func(args) == 0
