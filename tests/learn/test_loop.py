@@ -169,7 +169,7 @@ def test_cli_train_eval_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
     args = parser.parse_args(["export", str(run / "last.pt"), "--out", str(tmp_path / "x.onnx")])
     assert args.func(args) == 0
-    assert f"policy (step 150) to {tmp_path / 'x.onnx'}" in capsys.readouterr().out
+    assert f"policy (step 150, 102 SAC update(s)) to {tmp_path / 'x.onnx'}" in capsys.readouterr().out
     # the exported policy is the checkpoint's deterministic policy
     env = make_env(POINT_ID)
     agent, _ = agent_from_checkpoint(run / "last.pt", env)
