@@ -1,0 +1,138 @@
+"""The onboard safety filter: pure functions from a policy's raw output to the action the robot receives.
+
+Configured per robot in ``robot.yaml`` (``safety:``, :class:`~robodyna.spec.SafetyConfig`, documented in
+``robots/README.md``). :func:`filter_action` runs, in order:
+
+1. **invalid output** (wrong shape, NaN or inf) -> the robot's :func:`hold_action`, bit ``nonfinite_rejected``;
+2. **workspace box** (optional): end effector outside ``safety.workspace_*_m`` -> hold, bit ``workspace_stop``;
+3. **clip** to the action limits, bit ``clamped``;
+4. **soft joint limits**: within ``soft_limit_margin_rad`` of a position limit the action component that drives
+   the joint further out is bounded, linearly from the full limit at the margin's edge to zero at the hard
+   limit and to the full opposite limit one margin beyond it (so the arm is pushed back into the safe range,
+   never frozen: moving inward stays allowed), bit ``soft_joint_limit``;
+5. **rate limit**: the change from the previously applied action is at most ``max_action_change_frac_per_tick``
+   of the action range per component, bit ``rate_limited``.
+
+The hold action (zero torque / zero velocity / zero position delta: stop) is returned as is, without the rate
+limit: stopping is always allowed. Every other output lies within the action limits and within the per-tick
+change of the previous action (property-tested in ``tests/onboard/test_filter.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from robodyna.spec import RobotConfig, RobotSpec
+
+# Intervention bits (robodyna.data.validate.INTERVENTION_BITS names them in the store).
+CLAMPED = 1
+RATE_LIMITED = 2
+WORKSPACE_STOP = 4
+WATCHDOG = 8
+ESTOP = 16
+INVALID_OUTPUT = 32  # "nonfinite_rejected": NaN/inf or wrong shape
+SOFT_JOINT_LIMIT = 64
+
+
+def hold_action(spec: RobotSpec) -> np.ndarray:
+    """The robot's safe hold action: zeros in every action mode (no torque / stop / stay)."""
+    return np.zeros(spec.act_dim)
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """Arrays the filter needs, derived once from the spec and ``robot.yaml``'s ``safety:`` section."""
+
+    low: np.ndarray
+    high: np.ndarray
+    max_change_per_tick: np.ndarray  # action units per tick
+    q_low_rad: np.ndarray
+    q_high_rad: np.ndarray
+    soft_margin_rad: float
+    workspace_low_m: np.ndarray | None
+    workspace_high_m: np.ndarray | None
+    hold: np.ndarray
+
+    @classmethod
+    def from_config(cls, spec: RobotSpec, cfg: RobotConfig) -> FilterParams:
+        s = cfg.safety
+        low, high = spec.action_low_array, spec.action_high_array
+        return cls(
+            low=low, high=high, max_change_per_tick=(high - low) * s.max_action_change_frac_per_tick,
+            q_low_rad=np.asarray(spec.joint_low_rad, np.float64),
+            q_high_rad=np.asarray(spec.joint_high_rad, np.float64),
+            soft_margin_rad=s.soft_limit_margin_rad,
+            workspace_low_m=None if s.workspace_low_m is None else np.asarray(s.workspace_low_m, np.float64),
+            workspace_high_m=None if s.workspace_high_m is None else np.asarray(s.workspace_high_m, np.float64),
+            hold=hold_action(spec),
+        )
+
+
+def valid_output(raw: object, act_dim: int) -> np.ndarray | None:
+    """``raw`` as a float64 vector if it has shape ``(act_dim,)`` and only finite values, else None."""
+    if type(raw) is not np.ndarray or raw.shape != (act_dim,) or raw.dtype.kind != "f":
+        try:
+            raw = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        if raw.shape != (act_dim,):
+            return None
+    a = raw.astype(np.float64)
+    return a if all(map(math.isfinite, a.tolist())) else None
+
+
+def soft_limit_bounds(q_rad: np.ndarray, q_low_rad: np.ndarray, q_high_rad: np.ndarray, margin_rad: float,
+                      low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-component action bounds ``(lo, hi)`` near joint limits (see the module docstring, step 4).
+
+    Inside the safe range (farther than ``margin_rad`` from both limits) the bounds are the action limits.
+    """
+    m = max(float(margin_rad), 1e-9)
+    pen_hi = np.maximum((q_rad - (q_high_rad - m)) / m, 0.0)  # 0 at the margin's edge, 1 at the limit
+    pen_lo = np.maximum(((q_low_rad + m) - q_rad) / m, 0.0)
+    hi = np.maximum(high * (1.0 - pen_hi), low)
+    lo = np.minimum(low * (1.0 - pen_lo), high)
+    return lo, hi
+
+
+def rate_limit(action: np.ndarray, previous: np.ndarray, max_change: np.ndarray) -> np.ndarray:
+    """``action`` moved at most ``max_change`` away from ``previous`` per component."""
+    return previous + np.clip(action - previous, -max_change, max_change)
+
+
+def in_box(p: np.ndarray, low: np.ndarray, high: np.ndarray) -> bool:
+    """True when ``p`` lies inside the axis-aligned box (NaN is outside)."""
+    return bool(np.all(p >= low) and np.all(p <= high))
+
+
+def filter_action(raw: object, previous: np.ndarray, q_rad: np.ndarray, ee_m: np.ndarray | None,
+                  p: FilterParams) -> tuple[np.ndarray, int]:
+    """The action to send and the intervention bitmask, from the policy's ``raw`` output.
+
+    ``previous`` is the action applied on the previous tick (the hold action after a reset), ``q_rad`` the
+    measured joint positions, ``ee_m`` the end-effector position (used only with a workspace box).
+    """
+    a = valid_output(raw, p.low.shape[0])
+    if a is None:
+        return p.hold.copy(), INVALID_OUTPUT
+    bits = 0
+    if p.workspace_low_m is not None and p.workspace_high_m is not None and ee_m is not None \
+            and not in_box(ee_m, p.workspace_low_m, p.workspace_high_m):
+        return p.hold.copy(), WORKSPACE_STOP
+    b = np.minimum(np.maximum(a, p.low), p.high)
+    if not np.array_equal(a, b):
+        bits |= CLAMPED
+    if p.soft_margin_rad > 0:
+        lo, hi = soft_limit_bounds(q_rad, p.q_low_rad, p.q_high_rad, p.soft_margin_rad, p.low, p.high)
+        c = np.minimum(np.maximum(b, lo), hi)
+        if not np.array_equal(b, c):
+            bits |= SOFT_JOINT_LIMIT
+        b = c
+    c = rate_limit(b, previous, p.max_change_per_tick)
+    if not np.array_equal(b, c):
+        bits |= RATE_LIMITED
+    # previous is within limits (it came out of this filter); the clip guards against rounding only
+    return np.minimum(np.maximum(c, p.low), p.high), bits
