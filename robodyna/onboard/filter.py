@@ -75,10 +75,10 @@ def valid_output(raw: object, act_dim: int) -> np.ndarray | None:
     """``raw`` as a float64 vector if it has shape ``(act_dim,)`` and only finite values, else None."""
     if type(raw) is not np.ndarray or raw.shape != (act_dim,) or raw.dtype.kind != "f":
         try:
-            raw = np.asarray(raw, dtype=np.float64)
+            raw = np.asarray(raw)
         except (TypeError, ValueError):
             return None
-        if raw.shape != (act_dim,):
+        if raw.shape != (act_dim,) or raw.dtype.kind not in "fiu":  # complex, bool, strings, objects: refused
             return None
     a = raw.astype(np.float64)
     return a if all(map(math.isfinite, a.tolist())) else None

@@ -21,8 +21,12 @@ from robodyna.tasks import reach_obs_names
 
 
 def spec_and_obs(robot: str | Path = "reacher2", overrides: list[str] | None = None,
-                 engine: str = "mujoco") -> tuple[RobotSpec, list[str]]:
+                 engine: str = "mujoco", hz: float | None = None) -> tuple[RobotSpec, list[str]]:
+    """The spec and observation names a policy for ``robot`` run at ``hz`` (default: its own rate) is made for."""
+    from robodyna.onboard.controller import rate_overrides
+
     cfg, _ = load_robot_config(robot_folder(robot), overrides)
+    cfg, _ = load_robot_config(robot_folder(robot), list(overrides or []) + rate_overrides(cfg.physics_hz, hz))
     spec = RobotSpec.from_config(cfg, engine=engine)
     return spec, reach_obs_names(spec)
 
