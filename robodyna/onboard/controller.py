@@ -25,7 +25,9 @@ the next tick with ``swap_at="tick"``) by replacing a reference, so no tick is m
 folder for new versions.
 
 **Recording.** A full write queue never blocks the loop: the row is dropped, counted (``record_dropped``) and
-logged. Restarting on the same store continues it (new episodes after the last one on disk).
+logged. A store that fails (disk error) is reported (``status()["queue"]["record_error"]``) and the loop keeps
+controlling the robot, counting every row it cannot record. Restarting on the same store continues it (new
+episodes after the last one on disk).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robodyna.data.store import EpisodeWriter, StoreMeta
+from robodyna.data.store import EpisodeWriter, StoreError, StoreMeta
 from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filter_action
 from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.record import obs_units
@@ -191,6 +193,7 @@ class Controller:
         self._log_drop = _RateLog(log, logging.ERROR)
         self._log_flush = _RateLog(log, logging.WARNING)
         self.writer: EpisodeWriter | None = None
+        self.record_error: str | None = None
         if record is not None:
             root = Path(record)
             meta = StoreMeta.from_spec(
@@ -265,6 +268,7 @@ class Controller:
             "faults": dict(self.faults), "stops": list(self.stops), "swaps": list(self.swaps),
             "rejections": rejections, "staged": staged,
             "queue": {"pending_segments": w.pending_segments if w else 0, "record_dropped": self.stats.record_dropped,
+                      "record_error": self.record_error,
                       "flush_deferred": self._log_flush.count},
         }
 
@@ -328,6 +332,8 @@ class Controller:
         try:
             if self.writer is not None:
                 self.writer.close()
+        except StoreError as exc:
+            self._record_failed(exc)
         finally:
             self._report(final=True)
             self.robot.close()
@@ -488,7 +494,7 @@ class Controller:
                 break
             if writer is not None and te - last_flush >= self.flush_interval_s:
                 last_flush = te
-                if not writer.try_flush():
+                if not self._try_flush(writer):
                     self._log_flush("store writer behind (%d segments pending); rows stay buffered",
                                     writer.pending_segments)
             stats.tick(t0, (_mono() - t0) - (te - ts))
@@ -496,7 +502,7 @@ class Controller:
         self.steps_done += horizon
         if writer is not None:
             writer.end_episode()
-            writer.try_flush()
+            self._try_flush(writer)
 
     def _safe_stop(self, tick: int, fault: str) -> None:
         try:
@@ -515,13 +521,34 @@ class Controller:
         if w is None:
             return
         obs, applied, raw, bits, wall, mono = p
+        if self.record_error is not None:
+            self.stats.record_dropped += 1
+            return
         if w.buffer_full and not w.can_hand_over():
             self.stats.record_dropped += 1
             self._log_drop("recording queue full (%d segments pending): transition dropped", w.pending_segments)
             return
         reward, terminated, _ = fns.step_values(applied, nobs)
-        w.append(obs, applied, reward, nobs, terminated, last, intervention=bits, time_wall_s=wall,
-                 time_mono_s=mono, policy_action=raw)
+        try:
+            w.append(obs, applied, reward, nobs, terminated, last, intervention=bits, time_wall_s=wall,
+                     time_mono_s=mono, policy_action=raw)
+        except StoreError as exc:
+            self._record_failed(exc)
+            self.stats.record_dropped += 1
+
+    def _try_flush(self, w: EpisodeWriter) -> bool:
+        if self.record_error is not None:
+            return True
+        try:
+            return w.try_flush()
+        except StoreError as exc:
+            self._record_failed(exc)
+            return True
+
+    def _record_failed(self, exc: BaseException) -> None:
+        if self.record_error is None:
+            self.record_error = str(exc)
+            log.error("recording failed, the robot keeps being controlled; rows are counted as dropped: %s", exc)
 
 
 def run_controller(robot: str, policy: str, record: str | None, episodes: int | None = None,

@@ -37,7 +37,8 @@ def good(tmp_path: Path) -> Path:
 def test_records_every_transition_with_version_raw_and_applied_action_and_continues_the_store(
         tmp_path: Path, good: Path) -> None:
     store = tmp_path / "store"
-    c = Controller("reacher2", good, store, pace=False, episode_steps=20)
+    slow_changes = ["safety.max_action_change_frac_per_tick=0.02"]  # so that applied != raw on many rows
+    c = Controller("reacher2", good, store, pace=False, episode_steps=20, overrides=slow_changes)
     st = c.run(episodes=3)
     assert st["episodes"] == 3 and st["steps"] == 60 and st["policy_version"] == 1
     assert errors(store) == []
@@ -52,9 +53,10 @@ def test_records_every_transition_with_version_raw_and_applied_action_and_contin
     np.testing.assert_allclose(raw, OnnxPolicy(good)(tr.batch.obs), rtol=1e-5, atol=1e-6)
     changed = np.any(np.abs(a - raw) > 1e-6, axis=1)
     assert np.array_equal(changed, tr.extras["intervention"] != 0)  # every difference is flagged
+    assert changed.sum() >= 10 and np.all(tr.extras["intervention"][changed] & RATE_LIMITED)
     assert np.all(np.diff(tr.extras["time_mono_s"]) >= 0) and np.all(tr.extras["time_wall_s"] > 1.6e9)
     # next start continues the store
-    Controller("reacher2", good, store, pace=False, episode_steps=20).run(episodes=2)
+    Controller("reacher2", good, store, pace=False, episode_steps=20, overrides=slow_changes).run(episodes=2)
     eps = EpisodeStore(store).episodes()
     assert [e.index for e in eps] == [0, 1, 2, 3, 4] and errors(store) == []
 
@@ -254,3 +256,38 @@ def test_policy_dir_swaps_new_versions_and_reports_bad_files(tmp_path: Path) -> 
     st = c.status()
     assert st["policy_version"] == 6, st
     assert any("v5.onnx" in r["source"] and "not a readable ONNX" in r["reason"] for r in st["rejections"])
+
+
+def test_a_stuck_disk_never_blocks_the_loop_rows_are_dropped_counted_and_reported(tmp_path: Path, good: Path) -> None:
+    """The store's writer thread is stuck opening its first segment (a FIFO sits at its temp name, so open()
+    waits for a reader, like a hung disk); then the write fails (fsync on a FIFO). The loop runs on regardless."""
+    import os
+
+    c = Controller("reacher2", good, tmp_path / "s", pace=False, episode_steps=3000, flush_interval_s=0.0005)
+    assert c.writer is not None
+    fifo = c.writer.seg_dir / f".tmp-seg-000000.arrow.{os.getpid()}"
+    os.mkfifo(fifo)
+    th = threading.Thread(target=c.run, kwargs={"steps": 3000}, daemon=True)  # daemon: a blocked loop fails, not hangs
+    t0 = time.monotonic()
+    th.start()
+    while c.stats.n < 3000 and time.monotonic() - t0 < 20:
+        time.sleep(0.01)
+    ticked_s = time.monotonic() - t0
+    assert c.stats.n == 3000  # every tick ran while the disk was stuck
+    dropped = c.stats.record_dropped
+    assert dropped > 0 and c.status()["queue"]["pending_segments"] > 0
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # let the writer through; its fsync on a FIFO then fails
+    try:
+        end = time.monotonic() + 30
+        while th.is_alive() and time.monotonic() < end:
+            try:
+                os.read(fd, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.005)
+    finally:
+        os.close(fd)
+    th.join(timeout=5)
+    assert not th.is_alive()
+    st = c.status()
+    assert st["queue"]["record_error"] is not None and "segment writer failed" in st["queue"]["record_error"]
+    assert st["loop"]["record_dropped"] >= dropped and ticked_s < 30
