@@ -109,6 +109,7 @@ class Controller:
         stats_every_s: loop statistics are logged this often (at episode boundaries) and at exit.
         verify_on_start: test the start policy on the first real observation like an offered one.
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
+        spin_us: sleep until this long before each deadline, then busy-wait (less wake-up latency, more CPU).
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class Controller:
         stats_every_s: float = 5.0,
         verify_on_start: bool = True,
         trace: bool = False,
+        spin_us: float = 0.0,
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
@@ -140,14 +142,15 @@ class Controller:
         self.robot = load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
         try:
             self._setup(policy, record, profile, pace, policy_dir, swap_at, seed, episode_steps, flush_interval_s,
-                        stats_every_s, verify_on_start, trace)
+                        stats_every_s, verify_on_start, trace, spin_us)
         except BaseException:
             self.robot.close()
             raise
 
     def _setup(self, policy: str | Path, record: str | Path | None, profile: Any, pace: bool,
                policy_dir: str | Path | None, swap_at: SwapAt, seed: int, episode_steps: int | None,
-               flush_interval_s: float, stats_every_s: float, verify_on_start: bool, trace: bool) -> None:
+               flush_interval_s: float, stats_every_s: float, verify_on_start: bool, trace: bool,
+               spin_us: float) -> None:
         self.env = RobotEnv(self.robot, self.cfg, "reach", reality_name=profile.name if profile else "")
         self.spec = self.robot.spec
         self.obs_names = list(self.env.obs_names)
@@ -171,7 +174,7 @@ class Controller:
         self.verify_on_start = verify_on_start
         self.trace: list[tuple[int, int, float, int, np.ndarray, str]] | None = [] if trace else None
         self.stats = LoopStats(self.period_s)
-        self.deadlines = Deadlines(self.period_s, pace)
+        self.deadlines = Deadlines(self.period_s, pace, spin_s=spin_us * 1e-6)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._more = threading.Condition(self._lock)

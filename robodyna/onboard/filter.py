@@ -56,6 +56,11 @@ class FilterParams:
     workspace_high_m: np.ndarray | None
     hold: np.ndarray
 
+    def __post_init__(self) -> None:
+        # plain-float copies: for a few joints, scalar Python is several times cheaper than numpy calls
+        for name in ("low", "high", "max_change_per_tick", "q_low_rad", "q_high_rad"):
+            object.__setattr__(self, f"_{name}", [float(x) for x in getattr(self, name)])
+
     @classmethod
     def from_config(cls, spec: RobotSpec, cfg: RobotConfig) -> FilterParams:
         s = cfg.safety
@@ -71,8 +76,8 @@ class FilterParams:
         )
 
 
-def valid_output(raw: object, act_dim: int) -> np.ndarray | None:
-    """``raw`` as a float64 vector if it has shape ``(act_dim,)`` and only finite values, else None."""
+def valid_output(raw: object, act_dim: int) -> list[float] | None:
+    """``raw`` as a list of floats if it has shape ``(act_dim,)``, a real dtype and only finite values, else None."""
     if type(raw) is not np.ndarray or raw.shape != (act_dim,) or raw.dtype.kind != "f":
         try:
             raw = np.asarray(raw)
@@ -80,22 +85,26 @@ def valid_output(raw: object, act_dim: int) -> np.ndarray | None:
             return None
         if raw.shape != (act_dim,) or raw.dtype.kind not in "fiu":  # complex, bool, strings, objects: refused
             return None
-    a = raw.astype(np.float64)
-    return a if all(map(math.isfinite, a.tolist())) else None
+    vals: list[float] = [float(x) for x in raw.tolist()]
+    return vals if all(map(math.isfinite, vals)) else None
+
+
+def soft_bounds(q: float, q_low: float, q_high: float, margin: float, low: float, high: float) -> tuple[float, float]:
+    """Action bounds ``(lo, hi)`` of one joint at position ``q`` (see the module docstring, step 4)."""
+    m = margin if margin > 1e-9 else 1e-9
+    pen_hi = (q - (q_high - m)) / m  # 0 at the margin's edge, 1 at the limit
+    pen_lo = ((q_low + m) - q) / m
+    hi = high if pen_hi <= 0 else max(high * (1.0 - pen_hi), low)
+    lo = low if pen_lo <= 0 else min(low * (1.0 - pen_lo), high)
+    return lo, hi
 
 
 def soft_limit_bounds(q_rad: np.ndarray, q_low_rad: np.ndarray, q_high_rad: np.ndarray, margin_rad: float,
                       low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-component action bounds ``(lo, hi)`` near joint limits (see the module docstring, step 4).
-
-    Inside the safe range (farther than ``margin_rad`` from both limits) the bounds are the action limits.
-    """
-    m = max(float(margin_rad), 1e-9)
-    pen_hi = np.maximum((q_rad - (q_high_rad - m)) / m, 0.0)  # 0 at the margin's edge, 1 at the limit
-    pen_lo = np.maximum(((q_low_rad + m) - q_rad) / m, 0.0)
-    hi = np.maximum(high * (1.0 - pen_hi), low)
-    lo = np.minimum(low * (1.0 - pen_lo), high)
-    return lo, hi
+    """:func:`soft_bounds` of every joint, as arrays. Inside the safe range the bounds are the action limits."""
+    b = [soft_bounds(float(q), float(ql), float(qh), margin_rad, float(lo), float(hi))
+         for q, ql, qh, lo, hi in zip(q_rad, q_low_rad, q_high_rad, low, high)]
+    return np.array([x[0] for x in b]), np.array([x[1] for x in b])
 
 
 def rate_limit(action: np.ndarray, previous: np.ndarray, max_change: np.ndarray) -> np.ndarray:
@@ -115,24 +124,36 @@ def filter_action(raw: object, previous: np.ndarray, q_rad: np.ndarray, ee_m: np
     ``previous`` is the action applied on the previous tick (the hold action after a reset), ``q_rad`` the
     measured joint positions, ``ee_m`` the end-effector position (used only with a workspace box).
     """
-    a = valid_output(raw, p.low.shape[0])
+    low: list[float] = p._low  # type: ignore[attr-defined]
+    high: list[float] = p._high  # type: ignore[attr-defined]
+    a = valid_output(raw, len(low))
     if a is None:
         return p.hold.copy(), INVALID_OUTPUT
-    bits = 0
     if p.workspace_low_m is not None and p.workspace_high_m is not None and ee_m is not None \
             and not in_box(ee_m, p.workspace_low_m, p.workspace_high_m):
         return p.hold.copy(), WORKSPACE_STOP
-    b = np.minimum(np.maximum(a, p.low), p.high)
-    if not np.array_equal(a, b):
-        bits |= CLAMPED
-    if p.soft_margin_rad > 0:
-        lo, hi = soft_limit_bounds(q_rad, p.q_low_rad, p.q_high_rad, p.soft_margin_rad, p.low, p.high)
-        c = np.minimum(np.maximum(b, lo), hi)
-        if not np.array_equal(b, c):
-            bits |= SOFT_JOINT_LIMIT
-        b = c
-    c = rate_limit(b, previous, p.max_change_per_tick)
-    if not np.array_equal(b, c):
-        bits |= RATE_LIMITED
-    # previous is within limits (it came out of this filter); the clip guards against rounding only
-    return np.minimum(np.maximum(c, p.low), p.high), bits
+    maxc: list[float] = p._max_change_per_tick  # type: ignore[attr-defined]
+    qlo: list[float] = p._q_low_rad  # type: ignore[attr-defined]
+    qhi: list[float] = p._q_high_rad  # type: ignore[attr-defined]
+    margin = p.soft_margin_rad
+    prev = previous.tolist()
+    q = q_rad.tolist()
+    bits = 0
+    out = []
+    for i, x in enumerate(a):
+        lo, hi = low[i], high[i]
+        c = lo if x < lo else hi if x > hi else x  # 3. clip
+        if c != x:
+            bits |= CLAMPED
+        if margin > 0:  # 4. soft joint limits
+            slo, shi = soft_bounds(q[i], qlo[i], qhi[i], margin, lo, hi)
+            d = slo if c < slo else shi if c > shi else c
+            if d != c:
+                bits |= SOFT_JOINT_LIMIT
+            c = d
+        pv, mc = prev[i], maxc[i]  # 5. rate limit
+        e = pv + mc if c - pv > mc else pv - mc if c - pv < -mc else c
+        if e != c:
+            bits |= RATE_LIMITED
+        out.append(lo if e < lo else hi if e > hi else e)  # previous is within limits: guards rounding only
+    return np.array(out), bits
