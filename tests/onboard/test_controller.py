@@ -291,3 +291,15 @@ def test_a_stuck_disk_never_blocks_the_loop_rows_are_dropped_counted_and_reporte
     st = c.status()
     assert st["queue"]["record_error"] is not None and "segment writer failed" in st["queue"]["record_error"]
     assert st["loop"]["record_dropped"] >= dropped and ticked_s < 30
+
+
+@pytest.mark.parametrize(("engine", "reality", "runs_in"), [("pybullet", None, "pybullet"), (None, "laggy", "mujoco"),
+                                                           (None, "harsh", "pybullet")])
+def test_runs_on_pybullet_and_reality_profiled_robots(tmp_path: Path, good: Path, engine: str | None,
+                                                      reality: str | None, runs_in: str) -> None:
+    c = Controller("reacher2", good, tmp_path / "s", pace=False, engine=engine, reality=reality, episode_steps=15)
+    st = c.run(episodes=2)
+    assert st["steps"] == 30 and st["faults"] == {} and errors(tmp_path / "s") == []
+    meta = EpisodeStore(tmp_path / "s").meta
+    assert meta.reality == reality and meta.robot_spec is not None
+    assert meta.robot_spec["engine"] == runs_in
