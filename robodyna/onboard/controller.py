@@ -17,7 +17,8 @@ after its deadline, a driver call that raises, or a policy output that is NaN/in
 fault: the hold action is sent at once when the fault is detected before sending, else on the next tick (so the
 robot holds within at most 2 ticks). After ``safety.max_consecutive_faults`` faults in a row the episode is
 stopped (hold sent, episode closed, reported in ``status()["stops"]``). A driver call that blocks forever cannot
-be preempted from Python: drivers must bound their own calls (the example socket driver times out).
+be preempted from Python: drivers must bound their own calls (the example socket driver times out); a monitor
+thread logs a loop stuck for more than three periods plus the timeout and counts it (``status()["stalls"]``).
 
 **Hot-swap.** :meth:`Controller.offer_policy` (thread-safe, runs on the caller's thread) verifies a policy
 (:mod:`robodyna.onboard.swap`) and stages it; the control thread swaps it in at the next episode boundary (or
@@ -191,6 +192,8 @@ class Controller:
         self.swaps: list[dict[str, Any]] = []
         self.rejections: list[dict[str, Any]] = []
         self.running = False
+        self.stalls = 0
+        self._beat: float | None = None
         self._log_invalid = _RateLog(log, logging.ERROR)
         self._log_fault = _RateLog(log, logging.ERROR)
         self._log_drop = _RateLog(log, logging.ERROR)
@@ -268,7 +271,7 @@ class Controller:
             "episodes_requested_left": budget,
             "loop": self.stats.summary(self.deadlines.missed),
             "interventions": {INTERVENTION_BITS.get(b, str(b)): c for b, c in sorted(self.bit_counts.items())},
-            "faults": dict(self.faults), "stops": list(self.stops), "swaps": list(self.swaps),
+            "faults": dict(self.faults), "stops": list(self.stops), "swaps": list(self.swaps), "stalls": self.stalls,
             "rejections": rejections, "staged": staged,
             "queue": {"pending_segments": w.pending_segments if w else 0, "record_dropped": self.stats.record_dropped,
                       "record_error": self.record_error,
@@ -287,6 +290,8 @@ class Controller:
             else:
                 self._budget = (self._budget or 0) + int(episodes or 0)
         self.running = True
+        monitor = threading.Thread(target=self._monitor, name="controller-monitor", daemon=True)
+        monitor.start()
         next_report = _mono() + self.stats_every_s
         if self.watcher is not None:
             self.watcher.start()
@@ -319,8 +324,29 @@ class Controller:
                     self._report()
         finally:
             self.running = False
+            self._beat = None
+            with self._more:
+                self._more.notify_all()
+            monitor.join(timeout=5)
             self._shutdown()
         return self.status()
+
+    def _monitor(self) -> None:
+        """Notice a control loop stuck inside a call (it cannot be preempted): log it and count it."""
+        limit = 3 * self.period_s + self.watchdog_timeout_s
+        seen: float | None = None
+        while self.running and not self._stop.is_set():
+            time.sleep(max(limit / 2, 0.01))
+            beat = self._beat
+            if beat is None or beat == seen:
+                continue
+            stuck = _mono() - beat
+            if stuck > limit:
+                seen = beat
+                self.stalls += 1
+                log.error("control loop stuck for %.0f ms in episode %d (a driver or inference call is not "
+                          "returning; the controller cannot preempt it: drivers must time out)", stuck * 1e3,
+                          self.episode_index)
 
     def _report(self, final: bool = False) -> None:
         s = self.stats.summary(self.deadlines.missed)
@@ -410,6 +436,7 @@ class Controller:
         for k in range(horizon + 1):
             deadline = dl.wait()
             t0 = _mono()
+            self._beat = t0
             fault = ""
             if k > 0:
                 nobs = np.empty(od, np.float32)
@@ -502,6 +529,7 @@ class Controller:
                                     writer.pending_segments)
             stats.tick(t0, (_mono() - t0) - (te - ts))
             dl.advance(_mono())
+        self._beat = None
         self.steps_done += horizon
         if writer is not None:
             writer.end_episode()

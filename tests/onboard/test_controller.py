@@ -303,3 +303,21 @@ def test_runs_on_pybullet_and_reality_profiled_robots(tmp_path: Path, good: Path
     meta = EpisodeStore(tmp_path / "s").meta
     assert meta.reality == reality and meta.robot_spec is not None
     assert meta.robot_spec["engine"] == runs_in
+
+
+def test_request_episodes_wakes_an_idle_controller_and_stop_ends_it(tmp_path: Path, good: Path) -> None:
+    c = Controller("reacher2", good, tmp_path / "s", pace=False, episode_steps=10)
+    th = threading.Thread(target=c.run, kwargs={"episodes": 1, "idle_when_done": True}, daemon=True)
+    th.start()
+    t0 = time.monotonic()
+    while c.status()["episodes"] < 1 and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert c.status()["episodes"] == 1 and c.running  # idle, waiting for requests
+    c.request_episodes(2)  # e.g. a trainer asking for fresh data
+    while c.status()["episodes"] < 3 and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    c.stop()
+    th.join(timeout=10)
+    assert not th.is_alive() and c.status()["episodes"] == 3
+    assert [e.index for e in EpisodeStore(tmp_path / "s").episodes()] == [0, 1, 2]

@@ -94,6 +94,18 @@ def test_watchdog_holds_within_two_ticks_of_a_stalled_driver(emulator: Emulator,
     assert any(r["n"] > 12 and not any(r["action"]) for r in acts)
 
 
+@pytest.mark.parametrize("emulator", [("--stall-at-act", "5", "--stall-s", "0.5")], indirect=True)
+def test_a_driver_call_that_does_not_return_in_time_is_reported_by_the_monitor(emulator: Emulator,
+                                                                               tmp_path: Path) -> None:
+    p = tmp_path / "p.onnx"
+    make_policy(p, SPEC, OBS, version=2)
+    c = Controller("reacher2_socket", p, None, pace=True, episode_steps=15, trace=True,
+                   overrides=[f"driver_options.port={emulator.port}", "driver_options.timeout_ms=2000"])
+    st = c.run(episodes=1)
+    assert st["stalls"] == 1  # the 5th ACT took 500 ms (driver timeout 2 s): seen while it was stuck
+    assert c.trace is not None and c.trace[4][5] == "driver_overrun" and c.trace[5][3] & WATCHDOG
+
+
 @pytest.mark.parametrize("emulator", [("--fail-at-act", "5", "--fail-count", "1000")], indirect=True)
 def test_a_driver_that_keeps_raising_stops_the_episode_safely(emulator: Emulator, tmp_path: Path) -> None:
     c = socket_controller(emulator, tmp_path, pace=False, episode_steps=40, trace=True)
