@@ -292,7 +292,6 @@ class Controller:
         self.running = True
         monitor = threading.Thread(target=self._monitor, name="controller-monitor", daemon=True)
         monitor.start()
-        next_report = _mono() + self.stats_every_s
         if self.watcher is not None:
             self.watcher.start()
         try:
@@ -319,9 +318,6 @@ class Controller:
                 first = False
                 self._episode(obs, None if steps is None else steps - self.steps_done)
                 self.episodes_done += 1
-                if _mono() >= next_report:
-                    next_report = _mono() + self.stats_every_s
-                    self._report()
         finally:
             self.running = False
             self._beat = None
@@ -332,11 +328,19 @@ class Controller:
         return self.status()
 
     def _monitor(self) -> None:
-        """Notice a control loop stuck inside a call (it cannot be preempted): log it and count it."""
+        """Off the control thread: log loop statistics every ``stats_every_s`` (over the ticks since the previous
+        report), and notice a control loop stuck inside a call (it cannot be preempted): log it and count it."""
         limit = 3 * self.period_s + self.watchdog_timeout_s
         seen: float | None = None
+        next_report, ticks_at_report = _mono() + self.stats_every_s, self.stats.n
         while self.running and not self._stop.is_set():
             time.sleep(max(limit / 2, 0.01))
+            if _mono() >= next_report:
+                next_report = _mono() + self.stats_every_s
+                n = self.stats.n
+                if n > ticks_at_report:
+                    self._report(last=n - ticks_at_report)
+                ticks_at_report = n
             beat = self._beat
             if beat is None or beat == seen:
                 continue
@@ -348,8 +352,8 @@ class Controller:
                           "returning; the controller cannot preempt it: drivers must time out)", stuck * 1e3,
                           self.episode_index)
 
-    def _report(self, final: bool = False) -> None:
-        s = self.stats.summary(self.deadlines.missed)
+    def _report(self, final: bool = False, last: int | None = None) -> None:
+        s = self.stats.summary(self.deadlines.missed, last)
         log.info("%s%s", "final: " if final else "", format_summary(s))
         if self.pace and s["ticks"] > 10 and s["rate_hz"] < 0.95 * s["target_hz"]:
             log.warning("control loop runs below the requested rate: %.1f Hz of %.0f Hz", s["rate_hz"],

@@ -87,12 +87,23 @@ class LoopStats:
         """The next tick follows a reset: its period is not a control period."""
         self._last_start = math.nan
 
-    def summary(self, missed: int) -> dict[str, Any]:
-        """p50/p99 of period, overhead and inference (µs), jitter (std of the period, µs), counters."""
-        k = min(self.n, self.capacity)
-        per = self.period[:k]
+    @staticmethod
+    def _last(a: np.ndarray, n_total: int, k: int) -> np.ndarray:
+        """The last ``k`` values written into ring ``a`` after ``n_total`` writes."""
+        cap = a.shape[0]
+        k = min(k, n_total, cap)
+        end = n_total % cap
+        return a[end - k : end] if k <= end else np.concatenate([a[end - k :], a[:end]])
+
+    def summary(self, missed: int, last: int | None = None) -> dict[str, Any]:
+        """p50/p99 of period, overhead and inference (µs), jitter (std of the period, µs), counters.
+
+        Over the last ``last`` ticks (default: all kept); counters are always since start."""
+        k = self.capacity if last is None else last
+        per = self._last(self.period, self.n, k)
         per = per[np.isfinite(per)]
-        ki = min(self.n_inference, self.capacity)
+        over = self._last(self.overhead, self.n, k)
+        inf = self._last(self.inference, self.n_inference, k)
 
         def pct(a: np.ndarray, q: float) -> float:
             return float(np.percentile(a, q) * 1e6) if a.size else math.nan
@@ -102,8 +113,8 @@ class LoopStats:
             "ticks": self.n, "rate_hz": rate, "target_hz": 1.0 / self.period_s,
             "period_p50_us": pct(per, 50), "period_p99_us": pct(per, 99),
             "jitter_us": float(np.std(per) * 1e6) if per.size else math.nan,
-            "overhead_p50_us": pct(self.overhead[:k], 50), "overhead_p99_us": pct(self.overhead[:k], 99),
-            "inference_p50_us": pct(self.inference[:ki], 50), "inference_p99_us": pct(self.inference[:ki], 99),
+            "overhead_p50_us": pct(over, 50), "overhead_p99_us": pct(over, 99),
+            "inference_p50_us": pct(inf, 50), "inference_p99_us": pct(inf, 99),
             "deadline_misses": missed, "interventions": self.interventions, "watchdog_faults": self.watchdog,
             "record_dropped": self.record_dropped,
         }

@@ -157,15 +157,17 @@ def test_full_range_oscillation_is_rate_limited(tmp_path: Path) -> None:
     assert np.any(tr.extras["intervention"] & RATE_LIMITED)
 
 
-def test_inference_overrunning_the_deadline_is_held_on_the_same_tick(tmp_path: Path) -> None:
-    p = at(500, tmp_path, "slow", slow_layers=60)
-    c = Controller("reacher2", p, None, pace=True, hz=500, trace=True, overrides=["safety.watchdog_timeout_ms=0.5"])
+def test_inference_overrunning_the_deadline_is_held_on_the_same_tick(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    p = at(2000, tmp_path, "slow", slow_layers=150)  # inference takes longer than the 0.5 ms period
+    c = Controller("reacher2", p, None, pace=True, hz=2000, trace=True, overrides=["safety.watchdog_timeout_ms=0.2"])
     st = c.run(steps=30)
     assert c.trace
     over = [t for t in c.trace if t[5] == "inference_overrun"]
     assert over, st["faults"]
     assert all(b & WATCHDOG and not a.any() for _, _, _, b, a, _ in over)
     assert st["stops"] and st["stops"][0]["last_fault"] == "inference_overrun"
+    assert "control loop runs below the requested rate" in caplog.text
 
 
 # -- hot-swap ---------------------------------------------------------------------------------------------------------
