@@ -18,7 +18,8 @@ fault: the hold action is sent at once when the fault is detected before sending
 robot holds within at most 2 ticks). After ``safety.max_consecutive_faults`` faults in a row the episode is
 stopped (hold sent, episode closed, reported in ``status()["stops"]``). A driver call that blocks forever cannot
 be preempted from Python: drivers must bound their own calls (the example socket driver times out); a monitor
-thread logs a loop stuck for more than three periods plus the timeout and counts it (``status()["stalls"]``).
+thread logs a loop stuck for more than ten periods (at least 50 ms) plus the timeout and counts it
+(``status()["stalls"]``).
 
 **Hot-swap.** :meth:`Controller.offer_policy` (thread-safe, runs on the caller's thread) verifies a policy
 (:mod:`robodyna.onboard.swap`) and stages it; the control thread swaps it in at the next episode boundary (or
@@ -198,6 +199,7 @@ class Controller:
         self._log_fault = _RateLog(log, logging.ERROR)
         self._log_drop = _RateLog(log, logging.ERROR)
         self._log_flush = _RateLog(log, logging.WARNING)
+        self._log_stall = _RateLog(log, logging.ERROR)
         self.writer: EpisodeWriter | None = None
         self.record_error: str | None = None
         if record is not None:
@@ -330,11 +332,12 @@ class Controller:
     def _monitor(self) -> None:
         """Off the control thread: log loop statistics every ``stats_every_s`` (over the ticks since the previous
         report), and notice a control loop stuck inside a call (it cannot be preempted): log it and count it."""
-        limit = 3 * self.period_s + self.watchdog_timeout_s
+        # well above scheduling noise (a descheduled process on a busy machine misses a few ms), well below a hang
+        limit = max(10 * self.period_s, 0.05) + self.watchdog_timeout_s
         seen: float | None = None
         next_report, ticks_at_report = _mono() + self.stats_every_s, self.stats.n
         while self.running and not self._stop.is_set():
-            time.sleep(max(limit / 2, 0.01))
+            time.sleep(limit / 2)
             if _mono() >= next_report:
                 next_report = _mono() + self.stats_every_s
                 n = self.stats.n
@@ -348,9 +351,9 @@ class Controller:
             if stuck > limit:
                 seen = beat
                 self.stalls += 1
-                log.error("control loop stuck for %.0f ms in episode %d (a driver or inference call is not "
-                          "returning; the controller cannot preempt it: drivers must time out)", stuck * 1e3,
-                          self.episode_index)
+                self._log_stall("control loop made no progress for %.0f ms in episode %d (a driver or inference "
+                                "call not returning, or the process starved of CPU; a call cannot be preempted: "
+                                "drivers must time out)", stuck * 1e3, self.episode_index)
 
     def _report(self, final: bool = False, last: int | None = None) -> None:
         s = self.stats.summary(self.deadlines.missed, last)
