@@ -3,12 +3,14 @@ the action sent is within the limits and within the per-tick change, or it is th
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra.numpy import arrays
 
 from robodyna.config import ConfigError
@@ -25,6 +27,8 @@ from robodyna.onboard.filter import (
 from robodyna.robots.registry import robot_folder
 from robodyna.spec import RobotSpec, load_robot_config
 
+# nothing of Hypothesis's (example database, constants cache) is written into the repository
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "robodyna-hypothesis")
 settings.register_profile("robodyna", database=None, deadline=None, max_examples=300)
 settings.load_profile("robodyna")
 
