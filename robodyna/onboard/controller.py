@@ -44,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from robodyna.data.store import EpisodeWriter, StoreError, StoreMeta
+from robodyna.data.validate import INTERVENTION_BITS
 from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filter_action
 from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.record import obs_units
@@ -259,9 +260,8 @@ class Controller:
             self._more.notify_all()
 
     def status(self) -> dict[str, Any]:
-        """A snapshot: policy version, episodes/steps, loop statistics, interventions, faults, swaps, queues."""
-        from robodyna.data.validate import INTERVENTION_BITS
-
+        """A snapshot: policy version, episodes/steps, loop statistics (over the last 5000 ticks; counters since
+        start), interventions, faults, swaps, rejections, staged policy, recording queue. Cheap enough to poll."""
         with self._lock:
             staged = None if self._staged is None else {"version": self._staged[0].version, "at": self._staged[1]}
             budget = self._budget
@@ -271,7 +271,7 @@ class Controller:
             "robot": self.spec.name, "running": self.running, "policy_version": self.policy_version,
             "episodes": self.episodes_done, "steps": self.steps_done, "episode_index": self.episode_index,
             "episodes_requested_left": budget,
-            "loop": self.stats.summary(self.deadlines.missed),
+            "loop": self.stats.summary(self.deadlines.missed, last=5000),
             "interventions": {INTERVENTION_BITS.get(b, str(b)): c for b, c in sorted(self.bit_counts.items())},
             "faults": dict(self.faults), "stops": list(self.stops), "swaps": list(self.swaps), "stalls": self.stalls,
             "rejections": rejections, "staged": staged,
