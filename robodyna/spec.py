@@ -84,6 +84,37 @@ class GainsConfig:
 
 
 @dataclass(frozen=True)
+class SafetyConfig:
+    """The onboard safety filter and watchdog of this robot (``safety:`` in robot.yaml; see robots/README.md).
+
+    The filter (:mod:`robodyna.onboard.filter`) clips every policy action to the action limits, limits its change
+    per tick to ``max_action_change_frac_per_tick`` of the action range, bends actions that would drive a joint
+    past ``soft_limit_margin_rad`` inside its position limit back toward the safe range, and holds while the end
+    effector is outside the optional ``workspace_*_m`` box. The watchdog holds when a tick runs later than
+    ``watchdog_timeout_ms`` past its deadline (0: one control period) and stops the episode after
+    ``max_consecutive_faults`` faults in a row.
+    """
+
+    max_action_change_frac_per_tick: float = field(default=0.25, metadata={"gt": 0, "le": 1})
+    soft_limit_margin_rad: float = field(default=0.1, metadata={"ge": 0})
+    workspace_low_m: tuple[float, float, float] | None = None
+    workspace_high_m: tuple[float, float, float] | None = None
+    watchdog_timeout_ms: float = field(default=0.0, metadata={"ge": 0})
+    max_consecutive_faults: int = field(default=10, metadata={"ge": 1})
+    home_speed_rad_s: float = field(default=0.5, metadata={"gt": 0})
+
+    def __post_init__(self) -> None:
+        if (self.workspace_low_m is None) != (self.workspace_high_m is None):
+            raise ConfigError("", "safety.workspace_low_m", self.workspace_low_m,
+                              "give both workspace_low_m and workspace_high_m, or neither")
+        if self.workspace_low_m is not None and self.workspace_high_m is not None:
+            for i, (lo, hi) in enumerate(zip(self.workspace_low_m, self.workspace_high_m)):
+                if lo > hi:
+                    raise ConfigError("", f"safety.workspace_low_m[{i}]", lo,
+                                      f"must be <= workspace_high_m[{i}] ({hi})")
+
+
+@dataclass(frozen=True)
 class RobotConfig:
     """The schema of ``robot.yaml``. See ``robots/README.md`` for every field with units and defaults."""
 
@@ -92,6 +123,7 @@ class RobotConfig:
     engines: dict[str, EngineModel] = field(default_factory=dict)
     default_engine: str = ""
     driver: str = ""
+    driver_options: dict[str, str | int | float] = field(default_factory=dict)
     joints: tuple[JointConfig, ...] = ()
     action_mode: ActionMode = "torque"
     max_delta_per_tick: float = field(default=0.05, metadata={"gt": 0})
@@ -99,6 +131,7 @@ class RobotConfig:
     physics_hz: float = field(default=500.0, metadata={"gt": 0})
     gains: GainsConfig = field(default_factory=GainsConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
     def __post_init__(self) -> None:
         for eng in self.engines:

@@ -40,6 +40,7 @@ def copy_episodes(
                 time_wall_s=tr.extras["time_wall_s"][sl],
                 time_mono_s=tr.extras["time_mono_s"][sl],
                 split_episodes=False,
+                policy_action=tr.extras["policy_action"][sl],
             )
         writer.end_episode(finished=e.closed)
     return out

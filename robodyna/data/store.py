@@ -8,8 +8,10 @@ Layout of a store directory::
 
 Every row is one transition: the :class:`~robodyna.data.batch.Batch` fields (``obs, action, reward,
 next_obs, terminated, truncated``) plus :data:`EXTRA_COLUMNS` (wall/monotonic time, episode and step index,
-policy version, safety ``intervention`` bitmask). ``obs``/``action``/``next_obs`` are fixed-size-list float32
-columns. Segments are Arrow IPC files (lz4 by default; ``pandas.read_feather`` / ``pyarrow.ipc.open_file`` /
+policy version, safety ``intervention`` bitmask, ``policy_action``: the policy's raw output, whereas ``action``
+is the action applied after the onboard safety filter; segments written before it existed read it as
+``action``). ``obs``/``action``/``next_obs``/``policy_action`` are fixed-size-list float32 columns. Segments
+are Arrow IPC files (lz4 by default; ``pandas.read_feather`` / ``pyarrow.ipc.open_file`` /
 ``pyarrow.dataset.dataset(DIR/"segments", format="arrow")`` read them directly). Arrow IPC instead of parquet:
 parquet encodes fixed-size lists as nested columns and wrote ~8x slower in ``tools/bench/datasets.py``.
 

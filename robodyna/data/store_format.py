@@ -34,7 +34,10 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "step_index",
     "policy_version",
     "intervention",
+    "policy_action",
 )
+#: Columns a segment may lack (written before they existed); readers fill them (see EpisodeStore._read_table).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("policy_action",)
 COLUMNS: tuple[str, ...] = FIELDS + EXTRA_COLUMNS
 EXTRA_DTYPES: dict[str, type] = {
     "time_wall_s": np.float64,
@@ -43,6 +46,7 @@ EXTRA_DTYPES: dict[str, type] = {
     "step_index": np.int64,
     "policy_version": np.int64,
     "intervention": np.int32,
+    "policy_action": np.float32,  # [N, act_dim]: the policy's raw output (``action`` is what was applied)
 }
 SEG_SUFFIX = ".arrow"
 _SEG_RE = re.compile(r"^seg-(\d{6,})\.arrow$")
@@ -216,6 +220,7 @@ def arrow_schema(obs_dim: int, act_dim: int) -> pa.Schema:
             ("step_index", pa.int64()),
             ("policy_version", pa.int64()),
             ("intervention", pa.int32()),
+            ("policy_action", pa.list_(f32, act_dim)),
         ]
     )
 

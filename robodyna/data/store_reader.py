@@ -118,6 +118,7 @@ class Transitions:
     def concat(parts: list[Transitions], obs_dim: int, act_dim: int) -> Transitions:
         if not parts:
             extras: dict[str, np.ndarray] = {k: np.zeros(0, dtype=v) for k, v in EXTRA_DTYPES.items()}
+            extras["policy_action"] = np.zeros((0, act_dim), np.float32)
             return Transitions(Batch.empty(obs_dim, act_dim), extras)
         if len(parts) == 1:
             return parts[0]
@@ -213,6 +214,9 @@ class EpisodeStore:
         except Exception as exc:
             raise StoreError(f"{si.path}: unreadable segment ({exc})") from exc
         names = table.schema.names
+        if "policy_action" not in names and "action" in names:  # written before the column existed: raw = applied
+            table = table.append_column("policy_action", table.column("action"))
+            names = table.schema.names
         missing = [c for c in COLUMNS if c not in names]
         if missing:
             raise StoreError(f"{si.path}: missing columns {missing}")
@@ -225,11 +229,11 @@ class EpisodeStore:
     def _conform(self, si: SegmentInfo, table: pa.Table) -> pa.Table:
         """Cast a segment whose column types differ from the canonical schema (e.g. written by another tool)."""
         width = {}
-        for name in ("obs", "action", "next_obs"):
+        for name in ("obs", "action", "next_obs", "policy_action"):
             t = table.schema.field(name).type
             width[name] = t.list_size if pa.types.is_fixed_size_list(t) else -1
         od, ad = self.meta.obs_dim, self.meta.act_dim
-        if (width["obs"], width["action"], width["next_obs"]) != (od, ad, od):
+        if (width["obs"], width["action"], width["next_obs"], width["policy_action"]) != (od, ad, od, ad):
             raise StoreError(
                 f"{si.path}: obs/action widths {width['obs']}/{width['action']} (next_obs {width['next_obs']}) "
                 f"do not match meta.json ({od}/{ad})"

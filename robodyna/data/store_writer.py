@@ -53,6 +53,7 @@ def row_dtype(obs_dim: int, act_dim: int) -> np.dtype:
             ("intervention", np.int32),
             ("time_wall_s", np.float64),
             ("time_mono_s", np.float64),
+            ("policy_action", np.float32, (act_dim,)),
         ]
     )
 
@@ -235,8 +236,12 @@ class EpisodeWriter:
         intervention: int = 0,
         time_wall_s: float | None = None,
         time_mono_s: float | None = None,
+        policy_action: np.ndarray | None = None,
     ) -> None:
-        """Record one transition (cheap: element writes into preallocated columns)."""
+        """Record one transition (cheap: element writes into preallocated columns).
+
+        ``action`` is the action applied to the robot; ``policy_action`` the policy's raw output before the
+        safety filter (default: the same as ``action``)."""
         i = self._n
         if i == self.flush_every:
             self._rotate()
@@ -253,6 +258,7 @@ class EpisodeWriter:
             intervention,
             _wall() if time_wall_s is None else time_wall_s,
             _mono() if time_mono_s is None else time_mono_s,
+            action if policy_action is None else policy_action,
         )
         self._n = i + 1
         self._ep_rows += 1
@@ -266,6 +272,7 @@ class EpisodeWriter:
         time_wall_s: np.ndarray | None = None,
         time_mono_s: np.ndarray | None = None,
         split_episodes: bool = True,
+        policy_action: np.ndarray | None = None,
     ) -> None:
         """Record many transitions; episodes end after each terminated/truncated row (if ``split_episodes``)."""
         n = len(batch)
@@ -292,6 +299,7 @@ class EpisodeWriter:
             dst["intervention"] = itv[pos:stop]
             dst["time_wall_s"] = tw[pos:stop]
             dst["time_mono_s"] = tm[pos:stop]
+            dst["policy_action"] = batch.action[pos:stop] if policy_action is None else policy_action[pos:stop]
             self._n += k
             self._ep_rows += k
             pos = stop
@@ -332,6 +340,32 @@ class EpisodeWriter:
         """Hand the buffered rows to the writer (segment lands asynchronously when ``background``)."""
         if self._n or self._buf.closed:
             self._rotate()
+
+    def can_hand_over(self) -> bool:
+        """True when sealing the current buffer would not block (a free buffer is available to switch to)."""
+        return self._thread is None or bool(self._free) or self._nbuf < self._max_buf
+
+    @property
+    def buffer_full(self) -> bool:
+        """True when the next ``append`` must seal the current buffer first."""
+        return self._n == self.flush_every
+
+    @property
+    def pending_segments(self) -> int:
+        """Segments handed to the background writer that have not landed yet."""
+        return self._q.unfinished_tasks
+
+    def try_flush(self) -> bool:
+        """Like :meth:`flush`, but only if it cannot block (for a control loop); returns whether it flushed.
+
+        With nothing buffered it returns True. A False means every buffer is waiting for the disk: the caller
+        keeps appending into the current buffer until :attr:`buffer_full`, then must drop (and count) rows."""
+        if not (self._n or self._buf.closed):
+            return True
+        if not self.can_hand_over():
+            return False
+        self._rotate()
+        return True
 
     def wait(self) -> None:
         """Block until every handed-over segment has landed."""

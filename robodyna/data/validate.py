@@ -29,7 +29,8 @@ INTERVENTION_BITS: dict[int, str] = {
     4: "workspace_stop",
     8: "watchdog",
     16: "estop",
-    32: "nonfinite_rejected",
+    32: "nonfinite_rejected",  # policy output NaN/inf or of the wrong shape: the hold action was sent
+    64: "soft_joint_limit",  # an action component bent back near a joint position limit
 }
 
 

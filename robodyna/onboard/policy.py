@@ -25,9 +25,9 @@ class PolicyMismatchError(ValueError):
     A policy made for another robot raises :class:`~robodyna.identity.IdentityMismatch` instead."""
 
 
-def _metadata(path: Path) -> dict[str, str]:
+def _metadata(path: Path, data: bytes | None = None) -> dict[str, str]:
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False) if data is None else onnx.load_from_string(data)
     except Exception as exc:  # protobuf DecodeError and friends: a truncated or foreign file
         raise PolicyMismatchError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
     return {p.key: p.value for p in model.metadata_props}
@@ -42,11 +42,13 @@ class OnnxPolicy:
         expected_spec: RobotSpec | None = None,
         expected_obs_names: list[str] | None = None,
         threads: int = 1,
+        data: bytes | None = None,
     ) -> None:
+        """Load ``path``, or the ONNX bytes ``data`` (then ``path`` only names them in messages)."""
         self.path = Path(path)
-        if not self.path.is_file():
+        if data is None and not self.path.is_file():
             raise FileNotFoundError(f"ONNX policy not found: {self.path}")
-        self.metadata: dict[str, str] = _metadata(self.path)
+        self.metadata: dict[str, str] = _metadata(self.path, data)
         required = ("robot_name", "robot_spec", "obs_names", "action_low", "action_high")
         missing = [k for k in required if k not in self.metadata]
         if missing:
@@ -65,7 +67,11 @@ class OnnxPolicy:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path) if data is None else data, opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's Fail/InvalidGraph: the graph does not load
+            raise PolicyMismatchError(f"{self.path}: onnxruntime cannot load the graph ({exc})") from exc
         self._input = self.session.get_inputs()[0].name
         self.obs_dim = len(self.obs_names)
         self.act_dim = len(self.action_low)

@@ -75,7 +75,8 @@ def test_minari_round_trip_through_the_real_package_keeps_every_field(
         np.testing.assert_array_equal(mep.terminations, b.terminated)
         np.testing.assert_array_equal(mep.truncations, b.truncated)
         for k, v in src.extras.items():
-            np.testing.assert_array_equal(np.asarray(mep.infos[k]).reshape(-1)[:-1], v[rows], err_msg=k)
+            info = np.asarray(mep.infos[k])
+            np.testing.assert_array_equal(info.reshape(len(info), -1)[:-1], v[rows].reshape(len(b), -1), err_msg=k)
     # and the store imported back from Minari
     import_minari(did, tmp_path / "back")
     back_store = EpisodeStore(tmp_path / "back")

@@ -24,7 +24,8 @@ def test_round_trip_returns_batches_with_all_extra_columns(toy_store: Path) -> N
     assert tr.episode_index.tolist() == sorted(tr.episode_index.tolist())
     assert tr.step_index[:10].tolist() == list(range(10))
     assert set(tr.extras) == {"time_wall_s", "time_mono_s", "episode_index", "step_index", "policy_version",
-                              "intervention"}
+                              "intervention", "policy_action"}
+    np.testing.assert_array_equal(tr.extras["policy_action"], tr.batch.action)  # default: raw = applied
     assert [e.closed for e in s.episodes()] == [True] * 4 and s.episodes()[2].info == {"seed": 2}
     np.testing.assert_array_equal(s.read_episode(2).batch.obs[:, 0], 200 + np.arange(10))
     df = pd.concat(pd.read_feather(p) for p in sorted((toy_store / "segments").iterdir()))
@@ -130,3 +131,25 @@ def test_segments_are_plain_arrow_ipc(toy_store: Path) -> None:
     seg = sorted((toy_store / "segments").iterdir())[0]
     t = ipc.open_file(pa.memory_map(str(seg))).read_all()
     assert t.schema.field("obs").type == pa.list_(pa.float32(), 4)
+
+
+def test_segments_written_before_policy_action_existed_read_it_as_the_applied_action(toy_store: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    for seg in sorted((toy_store / "segments").iterdir()):  # rewrite each segment without the new column
+        with ipc.open_file(pa.memory_map(str(seg))) as r:
+            table = r.read_all()
+        old = table.drop_columns(["policy_action"]).replace_schema_metadata(table.schema.metadata)
+        with open(seg, "wb") as f, ipc.new_file(f, old.schema) as w:
+            w.write_table(old)
+    tr = EpisodeStore(toy_store).read()
+    assert len(tr) == 40
+    np.testing.assert_array_equal(tr.extras["policy_action"], tr.batch.action)
+    assert not [p for p in validate(toy_store) if p.severity == "error"]
+    with EpisodeWriter(toy_store, resume=True) as w:  # and the store continues with the new column
+        w.begin_episode()
+        w.append(np.zeros(4, np.float32), np.ones(2, np.float32), 0.0, np.zeros(4, np.float32), False, True,
+                 policy_action=np.full(2, 7.0, np.float32))
+    tr = EpisodeStore(toy_store).read()
+    assert tr.extras["policy_action"][-1].tolist() == [7.0, 7.0] and tr.batch.action[-1].tolist() == [1.0, 1.0]

@@ -55,7 +55,7 @@ def make_data(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "terminated": np.zeros(n, bool), "truncated": step == EP_LEN - 1,
         "time_wall_s": time.time() + np.arange(n) * 1e-3, "time_mono_s": np.arange(n) * 1e-3,
         "episode_index": np.arange(n) // EP_LEN, "step_index": step, "policy_version": np.zeros(n, np.int64),
-        "intervention": np.zeros(n, np.int32),
+        "intervention": np.zeros(n, np.int32), "policy_action": np.zeros((n, ACT), np.float32),
     }
 
 

@@ -1,0 +1,128 @@
+"""Loop timing of the onboard controller: absolute-deadline scheduling and loop statistics.
+
+:class:`Deadlines` schedules ticks on a monotonic clock at ``t0 + k * period`` (never ``sleep(period)``, which
+drifts by the work time). A tick that starts more than a period late counts the deadlines it skipped as missed
+and re-aligns to the grid instead of bursting to catch up. :class:`LoopStats` keeps the last ``capacity``
+periods, tick overheads and inference times in preallocated arrays (recording a tick allocates nothing) and
+summarises them as p50/p99, jitter and counters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+monotonic = time.monotonic
+
+
+class Deadlines:
+    """Absolute deadlines ``t0 + k * period_s``. ``wait()`` sleeps until the next one (when ``pace``)."""
+
+    def __init__(self, period_s: float, pace: bool = True, spin_s: float = 0.0) -> None:
+        self.period_s = float(period_s)
+        self.pace = pace
+        self.spin_s = spin_s
+        self.next_s = monotonic()
+        self.missed = 0
+
+    def restart(self) -> None:
+        """Start a new grid now (after a reset, whose duration is not part of the control loop)."""
+        self.next_s = monotonic()
+
+    def wait(self) -> float:
+        """Wait for the next deadline and return it. Unpaced: return immediately (same bookkeeping)."""
+        d = self.next_s
+        if self.pace:
+            now = monotonic()
+            rest = d - now - self.spin_s
+            if rest > 0:
+                time.sleep(rest)
+            while self.spin_s > 0 and monotonic() < d:
+                pass
+        return d
+
+    def advance(self, finished_s: float) -> None:
+        """Schedule the deadline after the current one; count and skip those already past at ``finished_s``."""
+        nxt = self.next_s + self.period_s
+        if self.pace and finished_s > nxt:
+            late = int((finished_s - nxt) // self.period_s) + 1
+            self.missed += late
+            nxt += late * self.period_s
+        elif not self.pace:
+            nxt = finished_s
+        self.next_s = nxt
+
+
+class LoopStats:
+    """Rolling tick statistics (the last ``capacity`` ticks) plus counters since start."""
+
+    def __init__(self, period_s: float, capacity: int = 1 << 16) -> None:
+        self.period_s = period_s
+        self.capacity = capacity
+        self.period = np.zeros(capacity)
+        self.overhead = np.zeros(capacity)
+        self.inference = np.zeros(capacity)
+        self.n = 0
+        self.n_inference = 0
+        self.interventions = 0
+        self.watchdog = 0
+        self.record_dropped = 0
+        self._last_start = math.nan
+
+    def tick(self, start_s: float, overhead_s: float) -> None:
+        i = self.n % self.capacity
+        self.period[i] = start_s - self._last_start
+        self.overhead[i] = overhead_s
+        self._last_start = start_s
+        self.n += 1
+
+    def inferred(self, seconds: float) -> None:
+        self.inference[self.n_inference % self.capacity] = seconds
+        self.n_inference += 1
+
+    def break_period(self) -> None:
+        """The next tick follows a reset: its period is not a control period."""
+        self._last_start = math.nan
+
+    @staticmethod
+    def _last(a: np.ndarray, n_total: int, k: int) -> np.ndarray:
+        """The last ``k`` values written into ring ``a`` after ``n_total`` writes."""
+        cap = a.shape[0]
+        k = min(k, n_total, cap)
+        end = n_total % cap
+        return a[end - k : end] if k <= end else np.concatenate([a[end - k :], a[:end]])
+
+    def summary(self, missed: int, last: int | None = None) -> dict[str, Any]:
+        """p50/p99 of period, overhead and inference (µs), jitter (std of the period, µs), counters.
+
+        Over the last ``last`` ticks (default: all kept); counters are always since start."""
+        k = self.capacity if last is None else last
+        per = self._last(self.period, self.n, k)
+        per = per[np.isfinite(per)]
+        over = self._last(self.overhead, self.n, k)
+        inf = self._last(self.inference, self.n_inference, k)
+
+        def pct(a: np.ndarray, q: float) -> float:
+            return float(np.percentile(a, q) * 1e6) if a.size else math.nan
+
+        rate = 1.0 / float(np.mean(per)) if per.size else math.nan
+        return {
+            "ticks": self.n, "rate_hz": rate, "target_hz": 1.0 / self.period_s,
+            "period_p50_us": pct(per, 50), "period_p99_us": pct(per, 99),
+            "jitter_us": float(np.std(per) * 1e6) if per.size else math.nan,
+            "overhead_p50_us": pct(over, 50), "overhead_p99_us": pct(over, 99),
+            "inference_p50_us": pct(inf, 50), "inference_p99_us": pct(inf, 99),
+            "deadline_misses": missed, "interventions": self.interventions, "watchdog_faults": self.watchdog,
+            "record_dropped": self.record_dropped,
+        }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    return (f"{s['ticks']} ticks at {s['rate_hz']:.1f}/{s['target_hz']:.0f} Hz; period p50 {s['period_p50_us']:.0f} "
+            f"p99 {s['period_p99_us']:.0f} us, jitter {s['jitter_us']:.0f} us; overhead p50 "
+            f"{s['overhead_p50_us']:.0f} p99 {s['overhead_p99_us']:.0f} us; inference p50 {s['inference_p50_us']:.0f} "
+            f"p99 {s['inference_p99_us']:.0f} us; {s['deadline_misses']} deadline misses, {s['interventions']} "
+            f"interventions, {s['watchdog_faults']} watchdog faults, {s['record_dropped']} rows dropped")

@@ -1,0 +1,155 @@
+"""Benchmark: onboard policy inference and controller tick overhead.
+
+1. Inference latency (one observation, p50/p99 in µs) of the exported 256x256 SAC actor for reacher2, in the same
+   run: onnxruntime (one intra-op thread, as the controller runs it) vs torch eager (one thread, inference mode)
+   vs a numpy forward pass of the same weights. The three outputs are checked to agree.
+2. The controller (``robodyna.onboard.controller.Controller``) on reacher2 (MuJoCo), paced in real time, recording
+   into a store, at each ``--hz``: tick overhead (everything but physics and the wait: observe, record, inference,
+   filter, send's checks, flush; p50/p99 in µs) and deadline misses over ``--seconds``.
+
+Goal (issue 13): tick overhead p99 <= 100 µs and < 0.5 % deadline misses at 1 kHz. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import write_json  # tools/bench/ is on sys.path when run as a script
+
+from robodyna.learn.config import SACConfig
+from robodyna.learn.export import export_policy
+from robodyna.learn.sac import SAC
+from robodyna.onboard.controller import Controller, rate_overrides
+from robodyna.onboard.policy import OnnxPolicy
+from robodyna.robots.registry import robot_folder
+from robodyna.spec import RobotSpec, load_robot_config
+from robodyna.tasks import reach_obs_names
+
+
+def spec_at(robot: str, hz: float) -> RobotSpec:
+    cfg, _ = load_robot_config(robot_folder(robot))
+    cfg, _ = load_robot_config(robot_folder(robot), rate_overrides(cfg.physics_hz, hz))
+    return RobotSpec.from_config(cfg, cfg.engine)
+
+
+def make_agent(spec: RobotSpec, seed: int = 0) -> SAC:
+    obs_dim = 2 * spec.n_joints + 6
+    agent = SAC(obs_dim, spec.act_dim, spec.action_low_array, spec.action_high_array,
+                SACConfig(hidden=256, layers=2, compile=False), seed=seed)
+    rng = np.random.default_rng(seed)
+    agent.set_obs_normalizer(rng.normal(0, 0.1, obs_dim), rng.uniform(0.5, 2.0, obs_dim))
+    return agent
+
+
+def pct(xs: list[float]) -> tuple[float, float]:
+    a = np.asarray(xs) * 1e6
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> dict[str, tuple[float, float]]:
+    torch.set_num_threads(1)
+    det = agent.deterministic_policy().eval()
+    layers = [(w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32))
+              for w, b in agent.actor.layers()]
+    mean = agent.actor.obs_mean.numpy().astype(np.float32)
+    std = agent.actor.obs_std.numpy().astype(np.float32)
+    scale = ((agent.high - agent.low) / 2).astype(np.float32)
+    offset = ((agent.high + agent.low) / 2).astype(np.float32)
+    a = agent.act_dim
+
+    def numpy_forward(o: np.ndarray) -> np.ndarray:
+        h = (o - mean) / std
+        for w, b in layers[:-1]:
+            h = np.maximum(h @ w.T + b, 0.0)
+        w, b = layers[-1]
+        m = (h @ w[:a].T) + b[:a]
+        return np.tanh(m) * scale + offset
+
+    sess, name = policy.session, policy._input
+    o1 = obs[None].astype(np.float32)
+    t1 = torch.from_numpy(o1)
+    ref = sess.run(None, {name: o1})[0][0]
+    with torch.inference_mode():
+        np.testing.assert_allclose(det(t1).numpy()[0], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(numpy_forward(o1)[0], ref, rtol=1e-4, atol=1e-5)
+
+    def timeit(fn: object) -> list[float]:
+        f = fn  # type: ignore[assignment]
+        for _ in range(200):
+            f()  # type: ignore[operator]
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()  # type: ignore[operator]
+            out.append(time.perf_counter() - t)
+        return out
+
+    res = {}
+    res["onnxruntime"] = pct(timeit(lambda: sess.run(None, {name: o1})))
+    with torch.inference_mode():
+        res["torch_eager"] = pct(timeit(lambda: det(t1)))
+    res["numpy"] = pct(timeit(lambda: numpy_forward(o1)))
+    return res
+
+
+def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float = 0.0) -> dict[str, float]:
+    spec = spec_at(robot, hz)
+    path = export_policy(make_agent(spec), spec, reach_obs_names(spec), tmp / f"policy-{hz:g}.onnx", policy_version=1)
+    c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
+                   stats_every_s=1e9, spin_us=spin_us)
+    steps = int(seconds * hz)
+    st = c.run(steps=steps)
+    loop = st["loop"]
+    return {"hz": hz, "ticks": loop["ticks"], "overhead_p50_us": loop["overhead_p50_us"],
+            "overhead_p99_us": loop["overhead_p99_us"], "period_p50_us": loop["period_p50_us"],
+            "period_p99_us": loop["period_p99_us"], "jitter_us": loop["jitter_us"],
+            "inference_p50_us": loop["inference_p50_us"], "inference_p99_us": loop["inference_p99_us"],
+            "deadline_misses": loop["deadline_misses"],
+            "deadline_miss_pct": 100.0 * loop["deadline_misses"] / max(1, loop["ticks"] + loop["deadline_misses"]),
+            "watchdog_holds": loop["watchdog_faults"], "record_dropped": loop["record_dropped"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--robot", default="reacher2")
+    ap.add_argument("--hz", type=float, nargs="+", default=[500.0, 1000.0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="controller run per rate")
+    ap.add_argument("--inference-calls", type=int, default=20000)
+    ap.add_argument("--spin-us", type=float, default=0.0, help="controller busy-waits this long before a deadline")
+    ap.add_argument("--json-out", default="out/controller_bench.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        spec = spec_at(args.robot, 50.0 if args.robot == "reacher2" else args.hz[0])
+        agent = make_agent(spec)
+        path = export_policy(agent, spec, reach_obs_names(spec), tmp / "policy.onnx", policy_version=1)
+        pol = OnnxPolicy(path)
+        obs = np.random.default_rng(1).normal(0, 0.3, pol.obs_dim).astype(np.float32)
+        inf = bench_inference(agent, pol, args.inference_calls, obs)
+        print(f"inference, one observation, 256x256 SAC actor ({args.inference_calls} calls, 1 thread):")
+        for k, (p50, p99) in inf.items():
+            print(f"  {k:12s} p50 {p50:7.1f} us   p99 {p99:7.1f} us")
+        runs = []
+        for hz in args.hz:
+            r = bench_controller(args.robot, hz, args.seconds, tmp, args.spin_us)
+            runs.append(r)
+            print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced (spin {args.spin_us:g} us), recording: "
+                  f"tick overhead p50 "
+                  f"{r['overhead_p50_us']:.0f} us p99 {r['overhead_p99_us']:.0f} us; period p50 "
+                  f"{r['period_p50_us']:.0f} p99 {r['period_p99_us']:.0f} us (jitter {r['jitter_us']:.0f} us); "
+                  f"deadline misses {r['deadline_misses']} ({r['deadline_miss_pct']:.3f} %); watchdog holds "
+                  f"{r['watchdog_holds']}; rows dropped {r['record_dropped']}")
+    write_json(args.json_out, {"inference_us": {k: {"p50": v[0], "p99": v[1]} for k, v in inf.items()},
+                               "controller": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
