@@ -12,7 +12,7 @@ from robodyna import __version__
 from robodyna.config import ConfigError
 
 # Modules that add verbs: each exposes ``register(subparsers)``; handlers are ``args.func(args) -> int``.
-VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data")
+VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data", "robodyna.cli.transport")
 
 
 def build_parser() -> argparse.ArgumentParser:
