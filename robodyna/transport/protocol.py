@@ -238,7 +238,7 @@ def decode_tx(msg: Message, obs_dim: int, act_dim: int, max_rows: int) -> TxBatc
         if shape != want_shape:
             raise ProtocolError("shape", f"tx: {name} has shape {str(shape)[:60]}, expected {want_shape}")
         dtype = np.dtype(want_dt)
-        nbytes = int(np.prod(want_shape)) * dtype.itemsize
+        nbytes = n * (want_shape[1] if len(want_shape) == 2 else 1) * dtype.itemsize
         if len(frame) != nbytes:
             raise ProtocolError("size", f"tx: {name} frame has {len(frame)} bytes, expected {nbytes}")
         if name in ("terminated", "truncated"):
