@@ -12,7 +12,6 @@ is rejected before ``on_policy`` (the controller's hot-swap checks) ever sees it
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import threading
 import time

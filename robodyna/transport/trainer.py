@@ -295,7 +295,7 @@ class TrainerServer:
         key: bytes | None = None
         if self.keys is not None and len(frames) > 1:
             with contextlib.suppress(zmq.ZMQError):
-                key = frames[1].get("User-Id").encode()
+                key = str(frames[1].get("User-Id")).encode()
         self.handle_frames(sock, peer, key, [f.buffer for f in frames[1:]])
 
     def handle_frames(self, sock: zmq.Socket[bytes] | None, peer: bytes, key: bytes | None,

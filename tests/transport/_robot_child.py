@@ -22,7 +22,7 @@ CHUNK = 2000
 def main() -> int:
     store, endpoint, keys, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     total, rate = int(sys.argv[5]), float(sys.argv[6])
-    logging.basicConfig(level=logging.WARNING, format=f"robot %(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="robot %(asctime)s %(levelname)s %(name)s: %(message)s")
     resume = (store / "segments").is_dir() and any((store / "segments").iterdir())
     done = EpisodeStore(store).num_transitions if resume else 0
     cfg = LinkConfig(batch_rows=8192, window_rows=1 << 16, heartbeat_s=0.1, deadline_s=1.0, backoff_min_s=0.05,

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import msgpack
-import pytest
 import zmq
 
 from robodyna.data.store import EpisodeStore, StoreMeta
