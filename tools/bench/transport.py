@@ -65,7 +65,6 @@ def make_store(root: Path, n: int) -> None:
 
 
 def actor_onnx(spec: Any, hidden: int = 256) -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
