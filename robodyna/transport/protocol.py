@@ -67,7 +67,7 @@ class Message:
 
     type: str
     header: dict[str, Any]
-    frames: tuple[bytes, ...] = ()
+    frames: tuple[Any, ...] = ()  # bytes or zero-copy memoryviews of the received ZeroMQ frames
 
 
 @dataclass
@@ -167,7 +167,7 @@ _SCHEMA: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 
-def decode(frames: Sequence[bytes], allowed: Sequence[str] | None = None, max_bytes: int | None = None) -> Message:
+def decode(frames: Sequence[Any], allowed: Sequence[str] | None = None, max_bytes: int | None = None) -> Message:
     """Check the envelope: header parses as a msgpack map of this version, a known (allowed) type, the right
     number of frames, and (``max_bytes``) a total size cap. Raises :class:`ProtocolError`."""
     if not frames:
@@ -279,7 +279,7 @@ def decode_policy(msg: Message, max_bytes: int) -> tuple[int, bytes, str, bytes,
         raise ProtocolError("malformed", "policy: version >= 0, sha256 str, sig bytes and metadata map required")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in md.items()):
         raise ProtocolError("malformed", "policy: metadata must map str to str")
-    data = msg.frames[0]
+    data = bytes(msg.frames[0])
     if len(data) > max_bytes or len(data) != h["size"]:
         raise ProtocolError("size", f"policy: {len(data)} bytes (header says {h['size']}, cap {max_bytes})")
     return version, data, sha, sig, md
