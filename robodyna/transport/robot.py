@@ -55,6 +55,7 @@ class LinkConfig:
     backoff_min_s: float = 0.1
     backoff_max_s: float = 5.0
     poll_s: float = 0.02  # how often the store is checked for new segments when idle
+    status_s: float = 2.0  # a status message (link counters) to the trainer this often
     max_policy_bytes: int = 64 << 20
     hwm: int = 1000
 
@@ -193,7 +194,7 @@ class RobotLink:
         self._streaming = False
         streamed = False
         self._hello(sock)
-        last_rx = last_tx = time.monotonic()
+        last_rx = last_tx = last_status = time.monotonic()
         poll_ms = int(self.cfg.poll_s * 1000)
         while not self._stop.is_set():
             if sock.poll(poll_ms, zmq.POLLIN):
@@ -215,6 +216,11 @@ class RobotLink:
                 log.warning("no answer to hello from %s within %.1f s", self.endpoint, self.cfg.deadline_s)
                 self.counters["hello_timeouts"] += 1
                 return streamed
+            if self._streaming and now - last_status >= self.cfg.status_s:
+                last_status = now
+                self._send(sock, encode("status", recorded=self.recorded, acked=self.acked,
+                                        policy_version=-1 if self.policy_version is None else self.policy_version,
+                                        sent_rows=self.counters["sent_rows"], reconnects=self.counters["reconnects"]))
             if now - last_tx >= self.cfg.heartbeat_s:
                 self._send(sock, encode("heartbeat", recorded=self.recorded, acked=self.acked))
                 last_tx = now

@@ -82,6 +82,7 @@ class RobotState:
     last_hb_sent: float = 0.0
     counters: collections.Counter[str] = field(default_factory=collections.Counter)
     policy: dict[str, Any] = field(default_factory=dict)
+    robot_status: dict[str, Any] = field(default_factory=dict)  # the robot's last ``status`` message
 
     @property
     def expected(self) -> int:
@@ -204,6 +205,7 @@ class TrainerServer:
                     "lag_rows": max(0, st.recorded - st.sink.next_seq),
                     "last_seen_s": round(now - st.last_seen, 3) if st.last_seen else None,
                     "policy": dict(st.policy),
+                    "robot_status": dict(st.robot_status),
                     "counters": dict(st.counters),
                 }
             return {"endpoint": self.endpoint, "robots": robots, "counters": dict(self.counters)}
@@ -322,7 +324,8 @@ class TrainerServer:
             elif msg.type == "policy_result":
                 self._policy_result(st, msg)
             elif msg.type == "status":
-                st.policy["robot_status"] = {k: v for k, v in msg.header.items() if isinstance(v, (int, float, str))}
+                st.robot_status = {str(k)[:40]: v for k, v in list(msg.header.items())[:32]
+                                   if k not in ("p", "t") and isinstance(v, (int, float, str))}
         except ProtocolError as exc:
             counters = st.counters if st is not None else self.counters
             counters[f"rejected_{exc.reason}"] += 1

@@ -80,6 +80,25 @@ def test_fleet_of_three_robots_with_per_robot_status(tmp_path: Path, keys_dir: P
         assert assert_exactly_once(tmp_path / r, tmp_path / "trainer" / r) == k
 
 
+def test_refresh_request_reaches_the_robot_and_robot_status_the_trainer(tmp_path: Path, keys_dir: Path,
+                                                                       tkeys) -> None:
+    write_rows(tmp_path / "robot", 100)
+    asked: list[tuple[int, str]] = []
+    cfg = LinkConfig(heartbeat_s=0.1, deadline_s=1.0, poll_s=0.01, status_s=0.1)
+    with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=FAST_T) as srv:
+        with RobotLink(srv.endpoint, tmp_path / "robot", "r1", rkeys(keys_dir, "r1"),
+                       on_refresh=lambda n, unit: asked.append((n, unit)), config=cfg) as link:
+            assert link.wait_acked(100, 5)
+            srv.request_refresh("r1", 3, "episodes")
+            end = time.monotonic() + 5
+            while time.monotonic() < end and not (asked and srv.status()["robots"]["r1"]["robot_status"]):
+                time.sleep(0.02)
+            st = srv.status()["robots"]["r1"]
+    assert asked == [(3, "episodes")]
+    assert st["robot_status"]["acked"] == 100 and st["robot_status"]["sent_rows"] == 100
+    assert st["counters"]["refresh_sent"] == 1
+
+
 def test_window_bounds_unacknowledged_rows(tmp_path: Path, keys_dir: Path, tkeys) -> None:
     """A trainer that welcomes but never acks again receives exactly one window of rows, no more."""
     write_rows(tmp_path / "robot", 10_000)
