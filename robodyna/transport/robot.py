@@ -248,6 +248,7 @@ class RobotLink:
             self.counters["sent_rows"] += n
             self.counters["sent_msgs"] += 1
             sent = True
+            time.sleep(0)  # let the process's other threads (the control loop) have the GIL between batches
         return sent
 
     def _send(self, sock: zmq.Socket[bytes], frames: list[Any]) -> bool:

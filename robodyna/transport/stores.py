@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from robodyna.data.store_format import (
     open_segment,
     read_meta,
     read_segment_info,
+    seg_name,
     table_to_columns,
     write_meta,
     write_segment,
@@ -165,17 +167,38 @@ class StoreCursor:
         self._segs: list[tuple[int, Path, int, int, tuple[int, ...], dict[int, Any]]] = []  # num, path, start, rows
         self.recorded = 0
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
+        self._last_scan = -1e9
 
-    def refresh(self) -> int:
-        """Pick up newly landed segments; returns the number of rows recorded (landed) so far."""
-        known = self._segs[-1][0] if self._segs else -1
-        for num, path in list_segments(self.root):
-            if num <= known:
-                continue
-            si = read_segment_info(num, path)
-            self._segs.append((num, path, self.recorded, si.rows, si.closed, si.started))
-            self.recorded += si.rows
+    def refresh(self, max_new: int = 64, rescan_s: float = 1.0) -> int:
+        """Pick up newly landed segments (at most ``max_new`` per call, so a long backlog is indexed in small
+        steps); returns the number of rows recorded (landed) and indexed so far.
+
+        The writer numbers segments consecutively and lands them in order, so the next segment is probed by name
+        (O(1), independent of the store's size); the directory is listed only every ``rescan_s`` seconds as a
+        fallback (e.g. for a store written by another tool with gaps in the numbering)."""
+        now = time.monotonic()
+        added = 0
+        nxt = self._segs[-1][0] + 1 if self._segs else 0
+        while added < max_new:
+            path = self.root / SEG_DIR / seg_name(nxt)
+            if not path.exists():
+                break
+            self._add(nxt, path)
+            nxt += 1
+            added += 1
+        if added < max_new and now - self._last_scan >= rescan_s:
+            self._last_scan = now
+            known = self._segs[-1][0] if self._segs else -1
+            for num, path in list_segments(self.root):
+                if num > known and added < max_new:
+                    self._add(num, path)
+                    added += 1
         return self.recorded
+
+    def _add(self, num: int, path: Path) -> None:
+        si = read_segment_info(num, path)
+        self._segs.append((num, path, self.recorded, si.rows, si.closed, si.started))
+        self.recorded += si.rows
 
     def read(self, seq: int, max_rows: int) -> tuple[dict[str, np.ndarray], dict[int, Any], tuple[int, ...]]:
         """Rows ``[seq, seq + k)`` (``k <= max_rows``, stopping at the last landed row) with the started info and
