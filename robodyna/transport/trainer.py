@@ -242,6 +242,11 @@ class TrainerServer:
             sock.zap_domain = ZAP_DOMAIN.encode()
         sock.bind(self.bind_addr)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        # connection-level events, counted: failed handshakes (plaintext client, unknown key) and dropped
+        # connections (a message above ZMQ_MAXMSGSIZE makes libzmq close that peer's connection)
+        self._mon = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                            | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         return sock
 
     def _run(self) -> None:
@@ -256,6 +261,7 @@ class TrainerServer:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._mon, zmq.POLLIN)
         tick = max(0.01, self.cfg.heartbeat_s / 4)
         try:
             while not self._stop.is_set():
@@ -265,6 +271,8 @@ class TrainerServer:
                 if events.get(self._wake_r):
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
+                if events.get(self._mon):
+                    self._monitor()
                 if events.get(sock):
                     self._drain(sock)
                 self._commands(sock)
@@ -273,6 +281,9 @@ class TrainerServer:
             log.exception("trainer link thread failed")
             raise
         finally:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+            self._mon.close(0)
             sock.close(0)
             if self._auth is not None:
                 self._auth.stop()
@@ -281,6 +292,20 @@ class TrainerServer:
                     st.sink.close()
             if self._ctx is not None:
                 self._ctx.term()
+
+    def _monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                ev = recv_monitor_message(self._mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            name = str(zmq.Event(ev["event"]).name).lower()
+            with self._lock:
+                self.counters[f"zmq_{name}"] += 1
+            if name.startswith("handshake_failed"):
+                log.warning("connection refused (%s, errno %s)", name, ev.get("value"))
 
     def _drain(self, sock: zmq.Socket[bytes]) -> None:
         with self._lock:

@@ -322,3 +322,51 @@ def test_socket_level_garbage_leaves_other_robots_streaming(tmp_path: Path, keys
     assert sum(v for c, v in st["r1"]["counters"].items() if c.startswith("rejected_")) == 2000
     assert sum(v for c, v in st["r2"]["counters"].items() if c.startswith("rejected_")) == 0
     assert assert_exactly_once(tmp_path / "r2", tmp_path / "trainer" / "r2") == 10_000
+
+
+def test_message_above_zmq_max_size_drops_only_that_connection(tmp_path: Path, keys_dir: Path,
+                                                                tkeys: TrainerKeys) -> None:
+    """ZMQ_MAXMSGSIZE: libzmq closes the connection of a peer sending more (counted as a disconnect); nothing is
+    written, the sender's next connection works, and another robot streams on."""
+    from robodyna.transport.trainer import TrainerConfig as TC
+
+    rec = Recorder(tmp_path / "r2", 5000, chunk=500)
+    rec.start()
+    cfg = TC(heartbeat_s=0.1, deadline_s=1.0, max_message_bytes=1 << 20)
+    with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=cfg) as srv:
+        with RobotLink(srv.endpoint, tmp_path / "r2", "r2", rkeys(keys_dir, "r2"), config=FAST_L) as link:
+            ctx = zmq.Context()
+            k = rkeys(keys_dir, "r1")
+            meta = reacher_meta()
+            hello = encode("hello", robot="r1", meta=meta.to_dict(), spec_hash=spec_hash(meta), software="t",
+                           recorded=0)
+
+            def client() -> zmq.Socket:
+                s = ctx.socket(zmq.DEALER)
+                s.linger = 0
+                s.curve_publickey, s.curve_secretkey, s.curve_serverkey = k.public, k.secret, k.server_public
+                s.connect(srv.endpoint)
+                s.send_multipart(hello)
+                assert s.poll(3000)
+                s.recv_multipart()
+                return s
+
+            s = client()
+            s.send_multipart([*tx()[:-1], bytes(2 << 20)])  # a 2 MiB frame: above the cap
+            end = time.monotonic() + 3
+            while time.monotonic() < end and not srv.counters["zmq_disconnected"]:
+                time.sleep(0.02)
+            assert srv.counters["zmq_disconnected"] >= 1
+            s.close(0)
+            s = client()  # the robot reconnects and carries on
+            s.send_multipart(tx(100, 0))
+            rec.join(30)
+            assert link.wait_acked(5000, 20)
+            end = time.monotonic() + 3
+            while time.monotonic() < end and srv.status()["robots"]["r1"]["persisted_seq"] < 100:
+                time.sleep(0.02)
+            st = srv.status()["robots"]
+            s.close(0)
+            ctx.term()
+    assert st["r1"]["persisted_seq"] == 100 and st["r1"]["rows"] == 100
+    assert assert_exactly_once(tmp_path / "r2", tmp_path / "trainer" / "r2") == 5000

@@ -27,7 +27,7 @@ def test_unknown_robot_key_is_refused(tmp_path: Path, keys_dir: Path, tkeys: Tra
         with RobotLink(srv.endpoint, tmp_path / "robot", "r1", stranger, config=FAST_L) as link:
             time.sleep(0.6)
             assert link.acked == -1 and not link.connected
-        assert srv.counters["refused_unknown_key"] >= 1
+        assert srv.counters["refused_unknown_key"] >= 1 and srv.counters["zmq_handshake_failed_auth"] >= 1
         assert srv.status()["robots"] == {}
     assert not any((tmp_path / "trainer").iterdir())
 
@@ -45,6 +45,7 @@ def test_plaintext_client_cannot_reach_a_secured_trainer(tmp_path: Path, keys_di
         assert not s.poll(500)  # no answer: the CURVE handshake never completed
         s.close(0)
         ctx.term()
+        assert srv.counters["zmq_handshake_failed_protocol"] + srv.counters["zmq_handshake_failed_no_detail"] >= 1
         with RobotLink(srv.endpoint, tmp_path / "robot", "r1", None, config=FAST_L, insecure=True) as link:
             time.sleep(0.4)
             assert link.acked == -1
