@@ -108,6 +108,7 @@ def _stream(a: argparse.Namespace) -> int:
 def _link_demo(a: argparse.Namespace) -> int:
     """Keys generated automatically (security on), a trainer and N robots recording random episodes of a
     simulated robot on loopback, streamed and persisted; prints the trainer's status."""
+    from robodyna.data.store import EpisodeStore
     from robodyna.onboard.record import record
     from robodyna.transport.keys import RobotKeys, TrainerKeys, generate_keys
     from robodyna.transport.robot import RobotLink
@@ -130,13 +131,12 @@ def _link_demo(a: argparse.Namespace) -> int:
         recorders.append(t)
         links.append(RobotLink(srv.endpoint, store, n, RobotKeys.load(kd, n)).start())
     try:
-        while any(t.is_alive() for t in recorders) or any(lk.status()["lag_rows"] > 0 for lk in links):
+        while any(t.is_alive() for t in recorders):
             time.sleep(1.0)
             print(_format_status(srv.status()), flush=True)
-            if all(not t.is_alive() for t in recorders):
-                for lk in links:
-                    lk.wait_acked(lk.recorded, 10.0)
-                break
+        for lk, n in zip(links, names):  # everything recorded, acknowledged (durable on the trainer)
+            if not lk.wait_acked(EpisodeStore(out / n).num_transitions, 30.0):
+                log.error("%s: not everything acknowledged within 30 s: %s", n, lk.status())
         print(_format_status(srv.status()))
     finally:
         for lk in links:
