@@ -395,6 +395,10 @@ class TrainerServer:
         problems = compatibility_problems(st.sink.meta, meta)
         if problems:
             raise ProtocolError("identity", f"hello of robot {rid}: store metadata differs: {problems[0]}")
+        if meta.created_wall_s != st.sink.meta.created_wall_s:  # sequence numbers of another store: never mix
+            raise ProtocolError("identity", f"hello of robot {rid}: its store was created at {meta.created_wall_s}, "
+                                            f"the one streamed here so far at {st.sink.meta.created_wall_s} (a new "
+                                            "store needs a new robot id, or move the trainer's store away)")
         if st.peer is not None and st.peer != peer:
             self._peers.pop(st.peer, None)
             st.counters["sessions_replaced"] += 1

@@ -58,6 +58,23 @@ def test_trainer_restart_resumes_from_its_store_and_drops_duplicates(tmp_path: P
     assert assert_exactly_once(tmp_path / "robot", tmp_path / "trainer" / "r1") == 8000
 
 
+def test_a_recreated_robot_store_is_refused_not_mixed(tmp_path: Path, keys_dir: Path, tkeys) -> None:
+    """Sequence numbers belong to one store: a robot whose store was wiped and re-created must not continue."""
+    import shutil
+
+    write_rows(tmp_path / "robot", 1000)
+    with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=FAST_T) as srv:
+        with RobotLink(srv.endpoint, tmp_path / "robot", "r1", rkeys(keys_dir, "r1"), config=FAST_L) as link:
+            assert link.wait_acked(1000, 10)
+        shutil.rmtree(tmp_path / "robot")
+        time.sleep(0.01)
+        write_rows(tmp_path / "robot", 2000)
+        with RobotLink(srv.endpoint, tmp_path / "robot", "r1", rkeys(keys_dir, "r1"), config=FAST_L) as link:
+            time.sleep(0.4)
+            assert link.acked == -1 and link.counters["trainer_rejected_identity"] >= 1
+        assert srv.status()["robots"]["r1"]["rows"] == 1000
+
+
 def test_fleet_of_three_robots_with_per_robot_status(tmp_path: Path, keys_dir: Path, tkeys) -> None:
     n = {"r1": 6000, "r2": 9000, "r3": 3000}
     recs = {r: Recorder(tmp_path / r, k, chunk=500) for r, k in n.items()}
