@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from robodyna.transport.keys import RobotKeys, TrainerKeys, generate_keys
 from robodyna.transport.protocol import PROTOCOL_VERSION, ProtocolError
-from robodyna.transport.robot import LinkConfig, RobotLink
+from robodyna.transport.robot import LinkConfig, RobotLink, RobotLinkProcess
 from robodyna.transport.trainer import TrainerConfig, TrainerServer
 
-__all__ = ["PROTOCOL_VERSION", "LinkConfig", "ProtocolError", "RobotKeys", "RobotLink", "TrainerConfig",
+__all__ = ["PROTOCOL_VERSION", "LinkConfig", "ProtocolError", "RobotKeys", "RobotLink", "RobotLinkProcess",
+           "TrainerConfig",
            "TrainerKeys", "TrainerServer", "generate_keys"]

@@ -12,6 +12,7 @@ is rejected before ``on_policy`` (the controller's hot-swap checks) ever sees it
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -334,3 +335,125 @@ class RobotLink:
         if sha256_hex(data) != sha:
             return False, "sha256 of the ONNX bytes does not match the signed digest"
         return True, "verified"
+
+
+def _link_process_main(conn: Any, endpoint: str, store: str, robot_id: str, keys_dir: str | None, key_name: str,
+                       trainer_name: str, config: LinkConfig, status_s: float) -> None:
+    """Body of :class:`RobotLinkProcess`'s child: a :class:`RobotLink` whose callbacks ask the parent."""
+    lock = threading.Lock()  # one reader of the pipe at a time (the parent answers each policy on it)
+    stopping = threading.Event()
+
+    def on_policy(version: int, data: bytes, sha: str, md: dict[str, str]) -> tuple[bool, str]:
+        with lock:
+            conn.send(("policy", version, data, sha, md))
+            if not conn.poll(30.0):
+                return False, "the controller did not answer within 30 s"
+            ans = conn.recv()
+        if ans == "stop":
+            stopping.set()
+            return False, "the controller is stopping"
+        return bool(ans[0]), str(ans[1])
+
+    def on_refresh(n: int, unit: str) -> None:
+        with lock:
+            conn.send(("refresh", n, unit))
+
+    keys = None if keys_dir is None else RobotKeys.load(keys_dir, key_name, trainer_name)
+    link = RobotLink(endpoint, store, robot_id, keys, on_policy, on_refresh, config, insecure=keys is None).start()
+    try:
+        while not stopping.wait(status_s):
+            with lock:
+                try:
+                    if conn.poll(0) and conn.recv() == "stop":
+                        break
+                    conn.send(("status", link.status()))
+                except (EOFError, OSError):  # the parent is gone
+                    break
+    finally:
+        link.stop()
+
+
+class RobotLinkProcess:
+    """A :class:`RobotLink` in a process of its own, for a control loop that must not share the GIL with it.
+
+    The link process reads the store and talks to the trainer; ``on_policy`` and ``on_refresh`` still run in this
+    process (on a small helper thread that only waits on a pipe), so the controller's thread-safe ``offer_policy``
+    is called where the controller lives. Keys are loaded in the child from ``keys_dir`` (``None``: insecure).
+    """
+
+    def __init__(self, endpoint: str, store: str | Path, robot_id: str, keys_dir: str | Path | None,
+                 on_policy: OnPolicy | None = None, on_refresh: OnRefresh | None = None,
+                 config: LinkConfig | None = None, key_name: str | None = None, trainer_name: str = "trainer",
+                 status_s: float = 0.2) -> None:
+        import multiprocessing as mp
+
+        self.on_policy, self.on_refresh = on_policy, on_refresh
+        self._last_status: dict[str, Any] = {}
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_link_process_main, name=f"robot-link-{robot_id}", daemon=True,
+                                 args=(child, endpoint, str(store), robot_id, None if keys_dir is None else
+                                       str(keys_dir), key_name or robot_id, trainer_name, config or LinkConfig(),
+                                       status_s))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="robot-link-callbacks", daemon=True)
+
+    def start(self) -> RobotLinkProcess:
+        self._proc.start()
+        self._thread.start()
+        return self
+
+    def status(self) -> dict[str, Any]:
+        """The child's last reported :meth:`RobotLink.status` (empty until the first report)."""
+        return dict(self._last_status)
+
+    def wait_acked(self, rows: int, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._last_status.get("acked", -1) >= rows:
+                return True
+            time.sleep(0.02)
+        return self._last_status.get("acked", -1) >= rows
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self._conn.poll(0.1):
+                    if not self._proc.is_alive():
+                        log.error("the link process exited (code %s)", self._proc.exitcode)
+                        return
+                    continue
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            if msg[0] == "status":
+                self._last_status = msg[1]
+            elif msg[0] == "policy":
+                _, version, data, sha, md = msg
+                try:
+                    ans = self.on_policy(version, data, sha, md) if self.on_policy else (False, "no policy handler")
+                except Exception as exc:
+                    log.exception("on_policy failed")
+                    ans = (False, f"on_policy raised {type(exc).__name__}: {exc}")
+                self._conn.send(ans)
+            elif msg[0] == "refresh" and self.on_refresh is not None:
+                try:
+                    self.on_refresh(msg[1], msg[2])
+                except Exception:
+                    log.exception("on_refresh failed")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self._conn.send("stop")
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RobotLinkProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -257,3 +257,37 @@ def test_status_message_bytes_are_msgpack_not_pickle() -> None:
     frames = encode("heartbeat", recorded=3)
     assert msgpack.unpackb(frames[0]) == {"p": 1, "t": "heartbeat", "recorded": 3}
     assert EpisodeStore  # imported for the module's other tests
+
+
+def test_link_in_its_own_process_calls_back_into_this_one(tmp_path: Path, keys_dir: Path, tkeys) -> None:
+    """RobotLinkProcess: streaming happens in a child process; on_policy/on_refresh run here, in the controller."""
+    import os
+
+    from robodyna.transport.robot import RobotLinkProcess
+    from tests.transport.test_security import Swapper
+
+    write_rows(tmp_path / "robot", 4000)
+    swap = Swapper()
+    pids: list[int] = []
+    asked: list[tuple[int, str]] = []
+
+    def on_policy(v: int, b: bytes, sha: str, md: dict[str, str]) -> tuple[bool, str]:
+        pids.append(os.getpid())
+        return swap(v, b, sha, md)
+
+    from tests.data.test_record_onnx import linear_onnx_policy
+    from tests.transport.conftest import REACHER_OBS
+
+    onnx_bytes = linear_onnx_policy(tmp_path / "p.onnx", reacher_spec(), REACHER_OBS, version=2).read_bytes()
+    with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=FAST_T) as srv:
+        with RobotLinkProcess(srv.endpoint, tmp_path / "robot", "r1", keys_dir, on_policy=on_policy,
+                              on_refresh=lambda n, u: asked.append((n, u)), config=FAST_L, status_s=0.05) as link:
+            assert link.wait_acked(4000, 30), link.status()
+            srv.push_policy(2, onnx_bytes, robot="r1")
+            assert srv.policy_results.get(timeout=10) == ("r1", 2, True, "swapped")
+            srv.request_refresh("r1", 5, "steps")
+            end = time.monotonic() + 5
+            while time.monotonic() < end and not asked:
+                time.sleep(0.02)
+    assert pids == [os.getpid()] and asked == [(5, "steps")]
+    assert assert_exactly_once(tmp_path / "robot", tmp_path / "trainer" / "r1") == 4000
