@@ -9,5 +9,4 @@ from robodyna.transport.robot import LinkConfig, RobotLink, RobotLinkProcess
 from robodyna.transport.trainer import TrainerConfig, TrainerServer
 
 __all__ = ["PROTOCOL_VERSION", "LinkConfig", "ProtocolError", "RobotKeys", "RobotLink", "RobotLinkProcess",
-           "TrainerConfig",
-           "TrainerKeys", "TrainerServer", "generate_keys"]
+           "TrainerConfig", "TrainerKeys", "TrainerServer", "generate_keys"]
