@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,16 @@ def tkeys(keys_dir: Path) -> TrainerKeys:
 
 def rkeys(keys_dir: Path, name: str) -> RobotKeys:
     return RobotKeys.load(keys_dir, name)
+
+
+def until(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``cond`` until it holds (a loaded CI machine gets time; a passing run does not wait)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())
 
 
 def dump(obj: object) -> str:

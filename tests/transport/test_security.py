@@ -17,7 +17,16 @@ from robodyna.transport.protocol import encode, policy_signed_bytes, sha256_hex,
 from robodyna.transport.robot import RobotLink
 from robodyna.transport.trainer import TrainerServer
 from tests.data.test_record_onnx import linear_onnx_policy
-from tests.transport.conftest import FAST_L, FAST_T, REACHER_OBS, reacher_meta, reacher_spec, rkeys, write_rows
+from tests.transport.conftest import (
+    FAST_L,
+    FAST_T,
+    REACHER_OBS,
+    reacher_meta,
+    reacher_spec,
+    rkeys,
+    until,
+    write_rows,
+)
 
 
 def test_unknown_robot_key_is_refused(tmp_path: Path, keys_dir: Path, tkeys: TrainerKeys) -> None:
@@ -25,9 +34,9 @@ def test_unknown_robot_key_is_refused(tmp_path: Path, keys_dir: Path, tkeys: Tra
     stranger = RobotKeys.load(keys_dir / "stranger", "r1", trainer="../trainer")  # same name, key not allowed
     with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=FAST_T) as srv:
         with RobotLink(srv.endpoint, tmp_path / "robot", "r1", stranger, config=FAST_L) as link:
-            time.sleep(0.6)
+            assert until(lambda: srv.counters["refused_unknown_key"] >= 1 and srv.counters["zmq_handshake_failed_auth"])
+            time.sleep(0.2)
             assert link.acked == -1 and not link.connected
-        assert srv.counters["refused_unknown_key"] >= 1 and srv.counters["zmq_handshake_failed_auth"] >= 1
         assert srv.status()["robots"] == {}
     assert not any((tmp_path / "trainer").iterdir())
 
@@ -45,9 +54,12 @@ def test_plaintext_client_cannot_reach_a_secured_trainer(tmp_path: Path, keys_di
         assert not s.poll(500)  # no answer: the CURVE handshake never completed
         s.close(0)
         ctx.term()
-        assert srv.counters["zmq_handshake_failed_protocol"] + srv.counters["zmq_handshake_failed_no_detail"] >= 1
+        assert until(lambda: srv.counters["zmq_handshake_failed_protocol"]
+                     + srv.counters["zmq_handshake_failed_no_detail"] >= 1)
+        failed = srv.counters["zmq_handshake_failed_protocol"] + srv.counters["zmq_handshake_failed_no_detail"]
         with RobotLink(srv.endpoint, tmp_path / "robot", "r1", None, config=FAST_L, insecure=True) as link:
-            time.sleep(0.4)
+            assert until(lambda: srv.counters["zmq_handshake_failed_protocol"]
+                         + srv.counters["zmq_handshake_failed_no_detail"] > failed)
             assert link.acked == -1
         assert srv.status()["robots"] == {}
     assert not any((tmp_path / "trainer").iterdir())
@@ -57,8 +69,8 @@ def test_a_robot_key_speaks_only_for_its_robot(tmp_path: Path, keys_dir: Path, t
     write_rows(tmp_path / "robot", 1000)
     with TrainerServer("tcp://127.0.0.1:0", tmp_path / "trainer", tkeys, config=FAST_T) as srv:
         with RobotLink(srv.endpoint, tmp_path / "robot", "r1", rkeys(keys_dir, "r2"), config=FAST_L) as link:
-            time.sleep(0.4)
-            assert link.acked == -1 and link.counters["trainer_rejected_identity"] >= 1
+            assert until(lambda: link.counters["trainer_rejected_identity"] >= 1)
+            assert link.acked == -1
         assert srv.counters["rejected_identity"] >= 1 and srv.status()["robots"] == {}
 
 
