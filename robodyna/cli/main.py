@@ -20,7 +20,8 @@ from robodyna.cli.args import CLIError, quiet_libraries
 from robodyna.config import ConfigError
 
 # Modules that add verbs: each exposes ``register(subparsers)``; handlers are ``args.func(args) -> int``.
-VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data", "robodyna.cli.onboard")
+VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data", "robodyna.cli.onboard",
+                "robodyna.cli.transport")
 
 
 def build_parser() -> argparse.ArgumentParser:
