@@ -1,7 +1,7 @@
 """Tasks: observation layout, reward and termination as pure functions, precision metrics."""
 
-from robodyna.tasks.reach import ReachFns, reach_obs_names, sample_target
+from robodyna.tasks.reach import ReachFns, reach_fns, reach_obs_names, sample_target
+from robodyna.tasks.task import TASKS, RobotTask, make_task, robot_task
 
-TASKS = ("reach",)
-
-__all__ = ["TASKS", "ReachFns", "reach_obs_names", "sample_target"]
+__all__ = ["TASKS", "ReachFns", "RobotTask", "make_task", "reach_fns", "reach_obs_names", "robot_task",
+           "sample_target"]

@@ -16,7 +16,8 @@ from robodyna.robots.base import Robot, RobotError
 from robodyna.robots.reality import RealityProfile, RealityRobot
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import ReachTaskConfig, RobotConfig
-from robodyna.tasks import TASKS, ReachFns, reach_obs_names, sample_target
+from robodyna.tasks.reach import sample_target
+from robodyna.tasks.task import make_task
 
 
 class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -25,8 +26,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, robot: Robot, cfg: RobotConfig, task: str = "reach", reality_name: str = "") -> None:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; available: {list(TASKS)}")
+        rt = make_task(cfg, robot.spec, task)
         self.robot = robot
         self.robot_cfg = cfg
         self.robot_spec = robot.spec
@@ -35,14 +35,9 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reality_name = reality_name
         spec = robot.spec
         n = spec.n_joints
-        tc = self.task_cfg
-        base = cfg.engines[spec.engine].base_position_m if spec.engine in cfg.engines else (0.0, 0.0, 0.0)
-        self.task_fns = ReachFns(
-            n, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
-            goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base,
-            joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
-        )
-        self.obs_names = reach_obs_names(spec)
+        base = rt.fns.base_m
+        self.task_fns = rt.fns
+        self.obs_names = rt.obs_names
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2 * n + 6,), dtype=np.float32)
         self.action_space = gym.spaces.Box(
             np.asarray(spec.action_low, dtype=np.float32), np.asarray(spec.action_high, dtype=np.float32)

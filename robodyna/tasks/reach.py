@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robodyna.spec import ReachTaskConfig, RobotSpec
+from robodyna.spec import ReachTaskConfig, RobotConfig, RobotSpec
 
 
 def reach_obs_names(spec: RobotSpec) -> list[str]:
@@ -129,6 +129,24 @@ class ReachFns:
 
     def success(self, obs: np.ndarray) -> np.ndarray:
         return self.distance(obs) < self.tolerance_m
+
+
+def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
+    """The reach task's functions for a robot, from its ``robot.yaml`` and spec alone (no engine, no env): what a
+    trainer on another machine that knows only the robot's identity builds, identical to the env's."""
+    tc = cfg.tasks.reach
+    return ReachFns(
+        spec.n_joints, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
+        goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base_position(cfg, spec.engine),
+        joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
+    )
+
+
+def base_position(cfg: RobotConfig, engine: str) -> tuple[float, float, float]:
+    """The arm's base in the world frame of ``engine`` (the robot.yaml default engine's for other engines)."""
+    models = cfg.engines
+    model = models.get(engine) or models.get(cfg.engine)
+    return model.base_position_m if model is not None else (0.0, 0.0, 0.0)
 
 
 def sample_target(cfg: ReachTaskConfig, rng: np.random.Generator, base_m: np.ndarray) -> np.ndarray:

@@ -84,4 +84,4 @@ def test_an_edited_robot_folder_copy_gets_its_robots_preset_section(tmp_path: Pa
     copy = tmp_path / "my_reacher"
     shutil.copytree(REPO / "robots" / "reacher2", copy)
     assert preset_key(str(copy)) == "reacher2" and preset_key("reacher2") == "reacher2"
-    assert load_algo_config("sac", preset_key(str(copy))).start_steps == 1000  # sac.yaml robots.reacher2
+    assert load_algo_config("mbpo", preset_key(str(copy))).goal_relabel_ratio == 0.5  # mbpo.yaml robots.reacher2

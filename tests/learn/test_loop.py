@@ -126,12 +126,16 @@ def test_checkpoint_for_another_robot_or_obs_layout_is_refused(tmp_path: Path) -
 
 def test_config_robot_sections_merge_and_typos_fail_at_load(tmp_path: Path) -> None:
     cfg = load_algo_config("mbpo", "reacher2", ["real_ratio=0.1"])
-    assert cfg.rollout_batch == 25000 and cfg.real_ratio == 0.1 and cfg.ensemble.n_members == 7
-    assert load_algo_config("mbpo").rollout_batch == 100000
+    assert cfg.goal_relabel_ratio == 0.5 and cfg.real_ratio == 0.1 and cfg.ensemble.n_members == 7
+    assert load_algo_config("mbpo").goal_relabel_ratio == 0.0
+    assert load_algo_config("mbpo", "Reacher-v5").rollout_batch == 100000
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: mbpo\nrobots:\n  arm:\n    updates_per_stepp: 3\n")
     with pytest.raises(ConfigError, match="robots.arm.*updates_per_stepp"):
         load_algo_config(bad)
+    with pytest.raises(ConfigError, match=r"start_steps.*'5 epsiodes'.*'N episodes' or 'T s'"):
+        load_algo_config("mbpo", None, ["start_steps=5 epsiodes"])
+    assert load_algo_config("mbpo", None, ["start_steps=2.5 s"]).in_steps(50, 50.0).start_steps == 125
     assert cfg.rollout_length(0) == 1
     sched = load_algo_config("mbpo", None, ["rollout_schedule=[20, 100, 1, 15]"])
     assert [sched.rollout_length(e) for e in (0, 20, 60, 100, 200)] == [1, 1, 8, 15, 15]
