@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
+from typing import Any
 
 # Libraries whose INFO lines and warnings are noise unless asked for (-v): the ONNX exporter's passes and its
 # notes about optional packages (torchvision), tensorboard.
@@ -41,34 +43,23 @@ class CLIError(Exception):
         self.code = code
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (counts of steps, episodes, horizons)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {value}")
-    return value
+def _checked(conv: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``conv(text)`` that must satisfy ``ok``; the message says ``what`` was expected."""
+    def parse(text: str) -> Any:
+        try:
+            value = conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+    parse.__name__ = conv.__name__
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (indices)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value
+#: argparse type: an integer >= 1 (counts of steps, episodes, horizons)
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer (>= 1)")
+#: argparse type: an integer >= 0 (indices)
+nonnegative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+#: argparse type: a number strictly between 0 and 1
+open_fraction = _checked(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")

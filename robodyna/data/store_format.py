@@ -6,6 +6,9 @@ writer lives in :mod:`robodyna.data.store_writer`, readers in :mod:`robodyna.dat
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
@@ -333,3 +336,26 @@ def compatibility_problems(a: StoreMeta, b: StoreMeta, strict_robot: bool = True
     problems = identity_problems("dataset", store_identity(b), store_identity(a),
                                  ignore=() if strict_robot else ("name",))
     return [f"{k}: {va!r} != {vb!r}" for k, vb, va in problems]
+
+
+def lock_store(root: Path) -> int:
+    """Take the store's exclusive writer lock (``LOCK_FILE``, released when the returned fd is closed or the
+    process dies); a store another writer holds raises :class:`StoreError`."""
+    fd = os.open(str(root / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise StoreError(f"{root}: another writer holds {LOCK_FILE}") from exc
+        raise
+    return fd
+
+
+def remove_tmp_files(root: Path) -> None:
+    """Delete a crashed writer's temporary files (segments and meta) — only while holding the writer lock."""
+    for d in (root / SEG_DIR, root):
+        for name in os.listdir(d):
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(d / name)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
 import queue
@@ -18,17 +15,17 @@ import numpy as np
 from robodyna.data.batch import FIELDS, Batch
 from robodyna.data.store_format import (
     FORMAT_VERSION,
-    LOCK_FILE,
     META_FILE,
     SEG_DIR,
-    TMP_PREFIX,
     StoreError,
     StoreMeta,
     arrow_schema,
     columns_to_table,
     compatibility_problems,
     list_segments,
+    lock_store,
     read_meta,
+    remove_tmp_files,
     write_meta,
     write_segment,
 )
@@ -106,14 +103,7 @@ class EpisodeWriter:
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(str(self.root / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StoreError(f"{self.root}: another writer holds {LOCK_FILE}") from exc
-            raise
+        self._lock_fd = lock_store(self.root)
         try:
             self._setup(meta, resume)
         except BaseException:
@@ -150,14 +140,7 @@ class EpisodeWriter:
     def _setup(self, meta: StoreMeta | None, resume: bool) -> None:
         seg_dir = self.root / SEG_DIR
         seg_dir.mkdir(exist_ok=True)
-        for name in os.listdir(seg_dir):  # leftovers of a crashed writer (we hold the lock: none is live)
-            if name.startswith(TMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(seg_dir / name)
-        for name in os.listdir(self.root):
-            if name.startswith(TMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(self.root / name)
+        remove_tmp_files(self.root)  # leftovers of a crashed writer (we hold the lock: none is live)
         segs = list_segments(self.root)
         has_meta = (self.root / META_FILE).is_file()
         if has_meta:

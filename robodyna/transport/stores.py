@@ -13,9 +13,6 @@ restart the next expected sequence is read back from the last landed segment's f
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -30,18 +27,18 @@ from robodyna.data.store_format import (
     COLUMNS,
     FOOTER_KEY,
     FORMAT_VERSION,
-    LOCK_FILE,
     META_FILE,
     SEG_DIR,
-    TMP_PREFIX,
     StoreError,
     StoreMeta,
     arrow_schema,
     columns_to_table,
     list_segments,
+    lock_store,
     open_segment,
     read_meta,
     read_segment_info,
+    remove_tmp_files,
     seg_name,
     table_to_columns,
     write_meta,
@@ -71,14 +68,7 @@ class RobotSink:
         self.root = Path(root)
         self.robot = robot
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(str(self.root / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StoreError(f"{self.root}: another writer holds {LOCK_FILE}") from exc
-            raise
+        self._lock_fd = lock_store(self.root)
         try:
             self._open(meta)
         except BaseException:
@@ -88,11 +78,7 @@ class RobotSink:
     def _open(self, meta: StoreMeta) -> None:
         seg_dir = self.root / SEG_DIR
         seg_dir.mkdir(exist_ok=True)
-        for d in (seg_dir, self.root):
-            for name in os.listdir(d):
-                if name.startswith(TMP_PREFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(d / name)
+        remove_tmp_files(self.root)
         self.seg_dir = seg_dir
         if (self.root / META_FILE).is_file():
             self.meta = read_meta(self.root)
