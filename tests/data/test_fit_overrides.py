@@ -34,8 +34,10 @@ def test_bad_set_values_give_the_config_loaders_errors(override: str, message: s
     assert str(exc.value).startswith(message), str(exc.value)
 
 
-def test_set_applies_over_defaults_and_over_an_algo_presets_ensemble_section() -> None:
+def test_set_applies_over_defaults_and_over_an_algo_presets_ensemble_section(tmp_path: Path) -> None:
     cfg = ensemble_config(["n_members=3", "n_elites=2", "lr=0.0001"])
     assert (cfg.n_members, cfg.n_elites, cfg.lr, cfg.hidden) == (3, 2, 0.0001, 200)
-    preset = ensemble_config(["max_epochs=3"], algo="mbpo", robot="reacher2")
-    assert preset.max_epochs == 3 and preset.max_fit_seconds == 20.0  # mbpo.yaml robots.reacher2 section
+    algo = tmp_path / "algo.yaml"
+    algo.write_text("algo: mbpo\nensemble: {hidden: 64}\nrobots:\n  reacher2:\n    ensemble: {max_fit_seconds: 20.0}\n")
+    preset = ensemble_config(["max_epochs=3"], algo=str(algo), robot="reacher2")
+    assert (preset.max_epochs, preset.max_fit_seconds, preset.hidden) == (3, 20.0, 64)  # robots.reacher2 section
