@@ -85,3 +85,18 @@ def test_an_edited_robot_folder_copy_gets_its_robots_preset_section(tmp_path: Pa
     shutil.copytree(REPO / "robots" / "reacher2", copy)
     assert preset_key(str(copy)) == "reacher2" and preset_key("reacher2") == "reacher2"
     assert load_algo_config("mbpo", preset_key(str(copy))).goal_relabel_ratio == 0.5  # mbpo.yaml robots.reacher2
+
+
+@pytest.mark.parametrize(("robot_set", "field"), [("control_hz=25", "control_hz"),
+                                                   ("joints[0].max_torque_nm=0.02", "action_low")])
+def test_init_data_recorded_at_another_rate_or_torque_limit_is_refused_naming_the_field(
+        tmp_path: Path, robot_set: str, field: str) -> None:
+    other = tmp_path / "other"
+    r = run_cli("record", "--robot", "reacher2", "--set", robot_set, "--policy", "random", "--episodes", "1",
+                "--out", other, "--no-progress")
+    assert r.returncode == 0, str(r)
+    run = tmp_path / "run"
+    r = run_cli("train", "--robot", "reacher2", "--algo", "sac", "--steps", "10", "--run-dir", run, "--no-progress",
+                "--init-data", other)
+    assert_refused(r, f"--init-data {other}: made for another robot (init_data): {field} is ")
+    assert not (run / "last.pt").exists()
