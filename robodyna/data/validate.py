@@ -126,6 +126,12 @@ def validate(root: str | Path, max_per_kind: int = 50, continuity_tol: float = 1
                     out.append(Problem("error", f, f"non-finite value in column {name!r}", int(ep[r]), int(st[r])))
         if bad_count > max_per_kind:
             out.append(Problem("error", f, f"... and {bad_count - max_per_kind} more non-finite rows"))
+        # the policy's raw output may be non-finite only where the controller says so (and sent the hold action)
+        if "policy_action" in cols:
+            raw_bad = ~np.isfinite(cols["policy_action"]).all(axis=1) & ((cols["intervention"] & 32) == 0)
+            for r in np.flatnonzero(raw_bad)[:max_per_kind]:
+                out.append(Problem("error", f, "non-finite policy_action without the nonfinite_rejected bit",
+                                   int(ep[r]), int(st[r])))
         for c in ("time_wall_s", "time_mono_s"):
             nb = np.flatnonzero(~np.isfinite(cols[c]))
             for r in nb[:max_per_kind]:

@@ -153,3 +153,17 @@ def test_segments_written_before_policy_action_existed_read_it_as_the_applied_ac
                  policy_action=np.full(2, 7.0, np.float32))
     tr = EpisodeStore(toy_store).read()
     assert tr.extras["policy_action"][-1].tolist() == [7.0, 7.0] and tr.batch.action[-1].tolist() == [1.0, 1.0]
+
+
+def test_a_nan_policy_action_is_an_error_unless_the_row_says_the_output_was_rejected(tmp_path: Path) -> None:
+    w = EpisodeWriter(tmp_path / "s", toy_meta(), flush_every=4)
+    o = np.zeros(toy_meta().obs_dim, np.float32)
+    a = np.zeros(toy_meta().act_dim, np.float32)
+    nan = np.full(toy_meta().act_dim, np.nan)
+    w.append(o, a, 0.0, o, False, False, intervention=32 | 8, policy_action=nan)  # rejected and held: fine
+    w.append(o, a, 0.0, o, False, False, intervention=0, policy_action=nan)  # NaN output said to be applied
+    w.append(o, a, 0.0, o, False, True)
+    w.close()
+    problems = [p for p in validate(tmp_path / "s") if p.severity == "error"]
+    assert [(p.message, p.step) for p in problems] == [
+        ("non-finite policy_action without the nonfinite_rejected bit", 1)]
