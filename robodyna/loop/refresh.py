@@ -22,7 +22,7 @@ import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class RefreshScheduler:
     cfg: RefreshConfig
     csv_path: Path | None = None
     updates_at_data: int = 0  # SAC update count when the last fresh data arrived
-    decisions: list[dict[str, float | str]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
 
     def fresh_data(self, n_updates: int) -> None:
         """Fresh real data arrived (after a refresh): the update counters restart."""
@@ -121,7 +121,7 @@ class RefreshScheduler:
             return Decision(True, "update_cap", float(since))
         return Decision(False, "")
 
-    def record(self, row: dict[str, float | str]) -> None:
+    def record(self, row: dict[str, Any]) -> None:
         """Append one decision row (the signals, the updates, the reason) to the CSV and the in-memory log."""
         self.decisions.append(row)
         if self.csv_path is None:
