@@ -147,6 +147,8 @@ class TrainerService:
         if lr.model is not None and st["model"] is not None:
             lr.model.load_state_dict(st["model"])
         if self.cfg.warm_start == "agent_model_buffer":
+            if st.get("real_buffer") is None:
+                raise ValueError(f"{path} holds no real buffer (a stripped checkpoint): use warm_start agent_model")
             lr.real.load_state_dict(st["real_buffer"])
             lr.n_init = len(lr.real)
         lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
