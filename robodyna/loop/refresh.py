@@ -110,7 +110,7 @@ class RefreshScheduler:
             if cap_reached:
                 return Decision(True, "update_cap", float(since))
             return Decision(False, "")
-        if since >= c.min_updates_between:
+        if since >= c.min_updates_between or cap_reached:  # a signal above its threshold names the trigger
             for name in SIGNALS:
                 v = signals.get(name, float("nan"))
                 if np.isfinite(v) and v > getattr(c, name):

@@ -51,6 +51,8 @@ def test_max_updates_and_cap_and_fixed_schedule(tmp_path: Path) -> None:
     assert not s.decide(499, sig(), False).refresh
     assert s.decide(500, sig(), False).reason == "max_updates"
     assert s.decide(10, sig(), True).reason == "update_cap"
+    # the cap reached before min_updates_between: a signal above its threshold is named as the trigger
+    assert s.decide(10, sig(model_error_ratio=50.0), True).reason == "model_error_ratio"
     f = RefreshScheduler(RefreshConfig(mode="fixed", fixed_every_updates=300), tmp_path / "f.csv")
     assert not f.decide(299, sig(model_error_ratio=100.0), False).refresh  # signals do not act in fixed mode
     assert f.decide(300, sig(), False).reason == "fixed_schedule"
