@@ -67,3 +67,15 @@ def test_config_refuses_nonsense() -> None:
         RefreshConfig(mode="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RefreshConfig(refresh_episodes=0)
+
+
+@pytest.mark.parametrize("name", ["reacher2", "panda"])
+def test_loop_presets_load_and_name_what_exists(name: str) -> None:
+    from robodyna.loop.config import load_loop_config
+    from robodyna.paths import configs_root, robots_root
+
+    c = load_loop_config(name)
+    assert (robots_root() / c.robot / "robot.yaml").is_file()
+    assert (configs_root() / "realities" / f"{c.reality}.yaml").is_file()
+    if c.stage1.checkpoint:
+        assert (configs_root().parent / c.stage1.checkpoint).is_file()
