@@ -117,6 +117,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     for i, k in enumerate(thr):
         if sig:
             ax[i].plot(_col(sig, "updates"), _col(sig, k), ".-")
+            if k == "model_error_ratio":
+                ax[i].set_yscale("log")
         ax[i].axhline(thr[k], color="r", ls="--", lw=1)
         ax[i].set_ylabel(k)
         for r in refresh:
