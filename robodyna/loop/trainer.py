@@ -130,6 +130,7 @@ class TrainerService:
         self._stop = threading.Event()
         self._sim_version = 0
         self._sig_updates = -1
+        self._fresh_error = True  # the next newest-data error starts a new maximum
         state = self.out / "learner.pt"
         if state.exists():
             self._load(state)
@@ -207,8 +208,10 @@ class TrainerService:
         trajs = _split_episodes(tr.batch, tr.episode_index)
         if lr.model is not None and lr.model.fitted:  # error on the newest data, before the model sees it
             err = lr.model_error(trajs, horizon=1, seed=lr.n_real)
-            if err and np.isfinite(err[0]):
-                self.last_new_error = err[0]
+            if err and np.isfinite(err[0]):  # the largest since the last refresh decision: a refit within the
+                # same drain must not hide what the newest data showed the model before it trained on it
+                self.last_new_error = err[0] if self._fresh_error else max(self.last_new_error, err[0])
+                self._fresh_error = False
         fits = lr.n_fits
         lr.ingest(tr.batch)
         self.real_steps += n
@@ -401,6 +404,7 @@ class TrainerService:
                    **sig, "fitted_error": self.fitted_error, "new_error": self.last_new_error,
                    "wall_s": time.time()}
             self.scheduler.record(row)
+            self._fresh_error = True
             log.info("refresh round %d: %d episode(s) (%s = %.3g)", self.round, eps, reason, value)
         else:
             self.outstanding = {**(self.outstanding or {}), "t": time.monotonic()}
