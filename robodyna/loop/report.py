@@ -145,7 +145,9 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     lines = [
         f"# Loop report: {cfg.name}", "",
         f"Robot `{cfg.robot}`, \"real\" robot = reality profile `{ev['reality']}`; real-step budget "
-        f"{cfg.trainer.real_step_budget}; trainer done: {summary.get('done')}.", "",
+        f"{cfg.trainer.real_step_budget}; trainer done: {summary.get('done')}."
+        + (f" **The loop stopped early: {summary['error']}** (every recorded row is in the stores; "
+           "`robodyna loop --resume` continues it)." if summary.get("error") else ""), "",
         "## Sim-only vs adapted on the \"real\" robot", "",
         f"Evaluation: {ev['episodes']} episodes each (not learnt from, not budgeted).", "",
         f"- sim-only ({ev['sim_only']['policy']}): {_fmt(ev['sim_only'])}",

@@ -260,11 +260,21 @@ class LoopRun:
         return out
 
     def run(self) -> dict[str, Any]:
-        ckpt = self.stage1()
-        summary = self.stage2(ckpt)
-        result = {"summary": summary, "eval": self.evaluate()}
         from robodyna.loop.report import write_report
 
+        ckpt = self.stage1()
+        try:
+            summary = self.stage2(ckpt)
+        except (RuntimeError, OSError) as exc:  # stop cleanly: evaluate what exists, report, keep every row
+            self._event("loop_failed", error=str(exc))
+            sp = self.tdir / "summary.json"
+            summary = json.loads(sp.read_text()) if sp.exists() else {"done": False}
+            summary = {"real_steps": 0, "rounds": 0, "policy_version": None, "sim_policy_version": None,
+                       **summary, "error": str(exc)}
+            write_report(self.run_dir, self.cfg, {"summary": summary, "eval": self.evaluate()})
+            log.error("loop stopped: %s; report with what was done: %s", exc, self.run_dir / "report.md")
+            raise
+        result = {"summary": summary, "eval": self.evaluate()}
         write_report(self.run_dir, self.cfg, result)
         return result
 

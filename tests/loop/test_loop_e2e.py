@@ -103,8 +103,10 @@ def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: 
 
     run._start_trainer = start_trainer  # type: ignore[method-assign]
     run.cfg = cfg("trainer.real_step_budget=300", "eval.episodes=2", "timeout_s=15")
-    with pytest.raises(RuntimeError, match="did not finish"):  # the orchestrator stops (as if it crashed)
-        run.stage2(ckpt)
+    del ckpt
+    with pytest.raises(RuntimeError, match="did not finish"):  # the loop stops cleanly, with a report
+        run.run()
+    assert "stopped early" in (rd / "report.md").read_text()
     events = [json.loads(x)["event"] for x in (rd / "events.jsonl").read_text().splitlines()]
     assert "trainer_exited" in events and events.count("trainer_started") >= 2
     res = LoopRun.resume(rd).run()
