@@ -21,7 +21,7 @@ from robodyna.config import ConfigError
 
 # Modules that add verbs: each exposes ``register(subparsers)``; handlers are ``args.func(args) -> int``.
 VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data", "robodyna.cli.onboard",
-                "robodyna.cli.transport")
+                "robodyna.cli.transport", "robodyna.cli.loop")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,48 @@
-"""Verb ``controller``: the onboard control loop (:mod:`robodyna.onboard.controller`)."""
+"""Verb ``controller``: the onboard control loop (:mod:`robodyna.onboard.controller`), optionally linked to a
+trainer (``--trainer tcp://HOST:PORT --keys DIR --robot-id ID``): the robot link streams the controller's record
+store to the trainer and relays signed policies (``offer_policy``: verified, swapped at the next episode) and
+refresh requests (``request_episodes``). The link runs in its own process (:class:`RobotLinkProcess`), so the
+control thread never waits on the network nor shares the GIL with it."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import signal
 from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def link_controller(c: Any, endpoint: str, keys_dir: str | None, robot_id: str, record: str,
+                    trainer_name: str = "trainer", config: Any = None) -> Any:
+    """Start a :class:`~robodyna.transport.robot.RobotLinkProcess` for controller ``c``: it streams ``record``
+    (the controller's store) to ``endpoint``; a verified policy goes to ``c.offer_policy``, a refresh request of
+    ``n`` steps or episodes to ``c.request_episodes`` (steps rounded up to whole episodes). Returns the link."""
+    from robodyna.transport.robot import RobotLinkProcess
+
+    def on_policy(version: int, data: bytes, sha: str, md: dict[str, str]) -> tuple[bool, str]:
+        return c.offer_policy(data, sha, version, source=f"trainer {endpoint}")
+
+    def on_refresh(n: int, unit: str) -> None:
+        episodes = n if unit == "episodes" else math.ceil(n / c.episode_steps)
+        log.info("trainer asks for %d %s: %d more episode(s)", n, unit, episodes)
+        c.request_episodes(episodes)
+
+    return RobotLinkProcess(endpoint, record, robot_id, keys_dir, on_policy, on_refresh, config=config,
+                            key_name=robot_id, trainer_name=trainer_name).start()
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
     from robodyna.onboard.controller import Controller
 
+    if args.trainer and not args.record:
+        raise ValueError("--trainer needs --record DIR (the link streams the controller's record store)")
+    if args.trainer and not args.keys and not args.insecure:
+        raise ValueError("--trainer needs --keys DIR (robodyna keys generate); --insecure only for debugging")
     c = Controller(args.robot, args.policy, args.record, reality=args.reality, hz=args.hz, pace=not args.no_pace,
                    policy_dir=args.policy_dir, swap_at=args.swap_at, seed=args.seed, overrides=args.overrides,
                    engine=args.engine, episode_steps=args.episode_steps, stats_every_s=args.stats_every)
@@ -20,7 +52,23 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    status = c.run(episodes=args.episodes, steps=args.steps)
+    link = None
+    if args.trainer:
+        link = link_controller(c, args.trainer, None if args.insecure else args.keys, args.robot_id or "robot0",
+                               args.record, trainer_name=args.trainer_name)
+    try:
+        status = c.run(episodes=args.episodes, steps=args.steps, idle_when_done=args.idle)
+        if link is not None:  # everything recorded reaches the trainer before we leave (bounded wait)
+            from robodyna.data.store import EpisodeStore
+
+            rows = EpisodeStore(args.record).num_transitions
+            if not link.wait_acked(rows, args.drain_timeout):
+                log.warning("not every recorded row was acknowledged within %.0f s (%s); the store keeps them and "
+                            "the next connection resends them", args.drain_timeout, link.status())
+            status["link"] = link.status()
+    finally:
+        if link is not None:
+            link.stop()
     print(json.dumps(status, indent=2, default=str))
     return 1 if status["stops"] else 0
 
@@ -44,4 +92,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stats-every", type=float, default=5.0, help="log loop statistics every N seconds")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a robot.yaml value (repeatable)")
+    g = p.add_argument_group("trainer link")
+    g.add_argument("--trainer", default=None, metavar="tcp://HOST:PORT",
+                   help="stream the record store to this trainer and take its signed policies and refresh requests")
+    g.add_argument("--keys", default=None, metavar="DIR", help="keys directory (this robot's pair, the trainer's "
+                   "public CURVE key and policy-verification key)")
+    g.add_argument("--robot-id", default=None, help="this robot's id and key name (default robot0)")
+    g.add_argument("--trainer-name", default="trainer", help="the trainer's key name in --keys")
+    g.add_argument("--insecure", action="store_true", help="no CURVE, no signatures: every policy is refused")
+    g.add_argument("--idle", action="store_true",
+                   help="when the episodes are done, wait for the trainer's refresh requests instead of exiting")
+    g.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="at exit, wait this long for the trainer to acknowledge every recorded row")
     p.set_defaults(func=cmd_controller)

@@ -48,6 +48,10 @@ def _format_status(st: dict[str, Any]) -> str:
 
 
 def _trainer(a: argparse.Namespace) -> int:
+    if a.learn:
+        return _trainer_service(a)
+    if not a.store:
+        raise ValueError("--store DIR is required (or --learn LOOP_CONFIG --out DIR for the learning service)")
     from robodyna.transport.keys import TrainerKeys
     from robodyna.transport.trainer import TrainerConfig, TrainerServer
 
@@ -86,6 +90,28 @@ def _trainer(a: argparse.Namespace) -> int:
     finally:
         srv.stop()
     return 0
+
+
+def _trainer_service(a: argparse.Namespace) -> int:
+    """``robodyna trainer --learn CONFIG --out DIR``: the trainer service (network thread + ONE training thread
+    around the Learner), configured by a loop config's ``trainer:`` section."""
+    from robodyna.loop.config import load_loop_config
+    from robodyna.loop.trainer import TrainerService
+
+    if not a.out or not a.keys:
+        raise ValueError("--learn needs --out DIR (service directory) and --keys DIR")
+    cfg = load_loop_config(a.learn)
+    svc = TrainerService(cfg.robot, a.out, a.bind, a.keys, cfg.trainer, init_checkpoint=a.init_checkpoint,
+                         seed=cfg.seed)
+    stop = _stop_event()
+    def watch() -> None:
+        stop.wait()
+        svc.stop()
+
+    threading.Thread(target=watch, daemon=True).start()
+    summary = svc.run()
+    print(json.dumps(summary), flush=True)
+    return 0 if summary["done"] or stop.is_set() else 1
 
 
 def _stream(a: argparse.Namespace) -> int:
@@ -157,7 +183,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("trainer", help="receive robots' transitions, persist them, acknowledge")
     p.add_argument("--bind", default="tcp://*:5555", help="ZeroMQ endpoint to listen on")
-    p.add_argument("--store", required=True, help="root of the trainer's real-data stores (one per robot)")
+    p.add_argument("--store", default=None, help="root of the trainer's real-data stores (one per robot)")
+    p.add_argument("--learn", default=None, metavar="LOOP_CONFIG",
+                   help="run the learning service (configs/loops/NAME.yaml's trainer section): ingest, learn, push")
+    p.add_argument("--out", default=None, metavar="DIR", help="--learn: the service directory (store, policies, CSVs)")
+    p.add_argument("--init-checkpoint", default=None, metavar="CKPT",
+                   help="--learn: simulation checkpoint to warm-start from (ignored when DIR holds a learner.pt)")
     p.add_argument("--keys", default=None, help="keys directory (trainer's keys; robots' public *.key allowed)")
     p.add_argument("--name", default="trainer", help="the trainer's key name in --keys")
     p.add_argument("--allow", nargs="*", default=None, metavar="ROBOT.key",

@@ -34,7 +34,7 @@ def _safe_globals() -> list[Any]:
     Listed under the names numpy 2 and numpy 1 pickle them with (``numpy._core`` / ``numpy.core``); object
     arrays are not allowed (no ``ObjectDType``)."""
     mu = np._core.multiarray  # type: ignore[attr-defined]
-    out: list[Any] = [np.ndarray, np.dtype]
+    out: list[Any] = [np.ndarray, np.dtype, bytes]  # bytes: an empty array's data (b"") pickles as a call to bytes()
     for fn in (mu._reconstruct, mu.scalar):
         out += [fn, (fn, f"numpy.core.multiarray.{fn.__name__}")]
     out += [getattr(np.dtypes, f"{n}DType") for n in _NUMERIC_DTYPES]

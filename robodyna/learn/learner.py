@@ -295,9 +295,9 @@ class Learner:
         return {
             "version": LEARNER_STATE_VERSION, "config": to_dict(self.cfg), "counters": self.counters(),
             "start_steps": self.start_steps, "k": self.k, "run_id": self.run_id,
-            "sac": self.agent.state_dict(), "model": self.model.state_dict() if self.model else None,
+            "sac": self.agent.state_dict(), "model": self.model.state_dict() if self.model is not None else None,
             "real_buffer": self.real.state_dict(),
-            "model_buffer": self.model_buf.state_dict() if self.model_buf else None,
+            "model_buffer": self.model_buf.state_dict() if self.model_buf is not None else None,
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         }
 

@@ -1,0 +1,134 @@
+"""When the trainer asks the robot for fresh real data (refresh scheduling).
+
+Branched rollouts start from real states. As the policy changes, the states it visits drift away from the ones
+the real buffer holds, and the model, fitted on old data, is queried where it has seen nothing. Three drift
+signals measure that (pure functions below), a :class:`RefreshScheduler` turns them into decisions:
+
+- ``model_error_ratio``: the model's one-step error on the newest real data (before it is trained on) over its
+  error on the data it was fitted on (its validation level); > 1 means the robot went where the model is wrong;
+- ``policy_age``: how many policy versions old, on average, the real rows that rollouts start from are;
+- ``return_gap``: |model-predicted − real| return of the current policy over the same starts and horizon,
+  relative to the real return's scale.
+
+A refresh (N steps or episodes under the current policy) is requested when a signal crosses its threshold, or
+after ``max_updates_without_data`` SAC updates without fresh data, or when the update-to-data cap leaves no
+update to do. ``mode: fixed`` is the baseline: a refresh every ``fixed_every_updates`` updates, signals
+measured and logged but not acted on. Every decision goes to a CSV row naming the signal that triggered it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("model_error_ratio", "policy_age", "return_gap")
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """Thresholds and sizes of refresh scheduling (``refresh:`` of a loop config)."""
+
+    mode: Literal["drift", "fixed"] = "drift"
+    refresh_episodes: int = 2  # episodes asked for by one refresh request
+    model_error_ratio: float = 3.0  # newest-data one-step error / fitted-data one-step error
+    policy_age: float = 3.0  # mean policy-version age of the real rows (versions)
+    return_gap: float = 0.5  # |predicted - real| / max(1, |real|)
+    max_updates_without_data: int = 2000  # a refresh after this many SAC updates without fresh data
+    fixed_every_updates: int = 1000  # mode fixed: a refresh every N updates
+    min_updates_between: int = 100  # no drift-triggered refresh sooner than this after fresh data
+    request_timeout_s: float = 60.0  # re-send a refresh nobody answered (controller away) after this long
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("drift", "fixed"):
+            raise ValueError(f"refresh.mode must be drift or fixed, got {self.mode!r}")
+        for k in ("refresh_episodes", "max_updates_without_data", "fixed_every_updates"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"refresh.{k} must be >= 1")
+        if min(self.model_error_ratio, self.policy_age, self.return_gap) <= 0 or self.request_timeout_s <= 0:
+            raise ValueError("refresh thresholds and request_timeout_s must be > 0")
+
+
+# ------------------------------------------------------------------------------------------------ signals
+def model_error_ratio(new_error: float, fitted_error: float) -> float:
+    """One-step model error on the newest real data over the error on the data it was fitted on (NaN: unknown)."""
+    if not np.isfinite(new_error) or not np.isfinite(fitted_error) or fitted_error <= 0:
+        return float("nan")
+    return float(new_error / fitted_error)
+
+
+def policy_age(versions: np.ndarray, counts: np.ndarray, current: int) -> float:
+    """Mean age in policy versions of real rows (``counts[i]`` rows recorded under ``versions[i]``)."""
+    counts = np.asarray(counts, np.float64)
+    if counts.sum() <= 0:
+        return float("nan")
+    return float(current - (np.asarray(versions, np.float64) * counts).sum() / counts.sum())
+
+
+def return_gap(predicted: float, real: float) -> float:
+    """|model-predicted − real| return of the current policy, relative to max(1, |real|)."""
+    if not np.isfinite(predicted) or not np.isfinite(real):
+        return float("nan")
+    return float(abs(predicted - real) / max(1.0, abs(real)))
+
+
+# ------------------------------------------------------------------------------------------------ scheduler
+@dataclass
+class Decision:
+    refresh: bool
+    reason: str  # the triggering signal (model_error_ratio, policy_age, return_gap, max_updates, update_cap,
+    # fixed_schedule) or "" when no refresh
+    value: float = float("nan")
+
+
+@dataclass
+class RefreshScheduler:
+    """Turns drift signals and update counts into refresh decisions; logs every decision as a CSV row."""
+
+    cfg: RefreshConfig
+    csv_path: Path | None = None
+    updates_at_data: int = 0  # SAC update count when the last fresh data arrived
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def fresh_data(self, n_updates: int) -> None:
+        """Fresh real data arrived (after a refresh): the update counters restart."""
+        self.updates_at_data = n_updates
+
+    def decide(self, n_updates: int, signals: dict[str, float], cap_reached: bool) -> Decision:
+        """Whether to refresh now. ``signals``: the current values (NaN when unknown); ``cap_reached``: the
+        update-to-data cap allows no further SAC update."""
+        c, since = self.cfg, n_updates - self.updates_at_data
+        if c.mode == "fixed":
+            if since >= c.fixed_every_updates:
+                return Decision(True, "fixed_schedule", float(since))
+            if cap_reached:
+                return Decision(True, "update_cap", float(since))
+            return Decision(False, "")
+        if since >= c.min_updates_between or cap_reached:  # a signal above its threshold names the trigger
+            for name in SIGNALS:
+                v = signals.get(name, float("nan"))
+                if np.isfinite(v) and v > getattr(c, name):
+                    return Decision(True, name, float(v))
+        if since >= c.max_updates_without_data:
+            return Decision(True, "max_updates", float(since))
+        if cap_reached:
+            return Decision(True, "update_cap", float(since))
+        return Decision(False, "")
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Append one decision row (the signals, the updates, the reason) to the CSV and the in-memory log."""
+        self.decisions.append(row)
+        if self.csv_path is None:
+            return
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)

@@ -1,0 +1,175 @@
+"""``report.md`` of a loop run, with PNG plots from the run's CSV files (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+TIMING = ("rate_hz", "target_hz", "period_p50_us", "period_p99_us", "overhead_p99_us", "inference_p99_us",
+          "deadline_misses", "interventions")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _col(rows: list[dict[str, str]], key: str) -> np.ndarray:
+    out = []
+    for r in rows:
+        try:
+            out.append(float(r.get(key, "nan") or "nan"))
+        except ValueError:
+            out.append(float("nan"))
+    return np.asarray(out, np.float64)
+
+
+def _fmt(ev: dict[str, Any]) -> str:
+    s = f"return {ev.get('mean_return', float('nan')):.2f}"
+    if "mean_final_distance_m" in ev:
+        s += f", final distance {100 * ev['mean_final_distance_m']:.2f} cm"
+    if "success_rate" in ev:
+        s += f", success {100 * ev['success_rate']:.0f}%"
+    return s
+
+
+def controller_status(run_dir: Path) -> dict[str, Any]:
+    """The last controller process's final status (its stdout JSON), or {}."""
+    for p in sorted((run_dir / "controller").glob("status_*.json"), key=lambda p: int(p.stem.split("_")[1]),
+                    reverse=True):
+        try:
+            return dict(json.loads(p.read_text()))
+        except (ValueError, OSError):
+            continue
+    return {}
+
+
+def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    td = run_dir / "trainer"
+    eps, refresh, sig = _rows(td / "real_episodes.csv"), _rows(td / "refresh.csv"), _rows(td / "signals.csv")
+    ev = result["eval"]
+    summary = result["summary"]
+
+    # 1. real return / final distance / success vs real steps (per round)
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    if eps:
+        rnd, steps = _col(eps, "round"), _col(eps, "real_steps")
+        for i, (k, lab) in enumerate((("return", "return"), ("final_distance_m", "final distance (m)"),
+                                      ("success", "success rate"))):
+            y = _col(eps, k)
+            ax[i].plot(steps, y, ".", alpha=0.4, label="episode")
+            xs, ys = [], []
+            for r in np.unique(rnd):
+                m = rnd == r
+                xs.append(steps[m].max())
+                ys.append(np.nanmean(y[m]))
+            ax[i].plot(xs, ys, "o-", label="round mean")
+            ax[i].set_xlabel("real steps")
+            ax[i].set_ylabel(lab)
+        ax[0].legend()
+    fig.suptitle("the \"real\" robot during the loop (episodes it learnt from)")
+    fig.tight_layout()
+    fig.savefig(plots / "real_vs_steps.png", dpi=90)
+    plt.close(fig)
+
+    # 2. sim-only vs adapted
+    fig, ax = plt.subplots(1, 3, figsize=(10, 3.2))
+    for i, (k, lab) in enumerate((("mean_return", "return"), ("mean_final_distance_m", "final distance (m)"),
+                                  ("success_rate", "success rate"))):
+        vals = [ev["sim_only"].get(k, np.nan), ev["adapted"].get(k, np.nan)]
+        ax[i].bar(["sim-only", "adapted"], vals, color=["tab:gray", "tab:green"])
+        ax[i].set_title(lab)
+    fig.suptitle(f"on the \"real\" robot ({ev['reality']}), {ev['episodes']} evaluation episodes")
+    fig.tight_layout()
+    fig.savefig(plots / "sim_only_vs_adapted.png", dpi=90)
+    plt.close(fig)
+
+    # 3. model error over time, 4. drift signals with refresh events
+    fig, ax = plt.subplots(1, 1, figsize=(7, 3.4))
+    if sig:
+        ax.semilogy(_col(sig, "real_steps"), _col(sig, "new_error"), ".-", label="1-step error, newest real data")
+        ax.semilogy(_col(sig, "real_steps"), _col(sig, "fitted_error"), ".-", label="1-step error, fitted data")
+    ax.set_xlabel("real steps")
+    ax.set_ylabel("model MSE")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(plots / "model_error.png", dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    thr = {"model_error_ratio": cfg.trainer.refresh.model_error_ratio, "policy_age": cfg.trainer.refresh.policy_age,
+           "return_gap": cfg.trainer.refresh.return_gap}
+    for i, k in enumerate(thr):
+        if sig:
+            ax[i].plot(_col(sig, "updates"), _col(sig, k), ".-")
+            if k == "model_error_ratio":
+                ax[i].set_yscale("log")
+        ax[i].axhline(thr[k], color="r", ls="--", lw=1)
+        ax[i].set_ylabel(k)
+        for r in refresh:
+            ax[i].axvline(float(r["updates"]), color="k" if r["reason"] == k else "0.8", lw=0.8)
+    ax[-1].set_xlabel("SAC updates (vertical lines: refresh requests; black: triggered by this signal)")
+    fig.tight_layout()
+    fig.savefig(plots / "drift_signals.png", dpi=90)
+    plt.close(fig)
+
+    # 5. controller timing and interventions
+    cs = controller_status(run_dir)
+    loop = cs.get("loop", {})
+    fig, ax = plt.subplots(1, 1, figsize=(6, 3))
+    inter = cs.get("interventions", {})
+    ax.bar(list(inter) or ["none"], list(inter.values()) or [0])
+    ax.set_title("safety interventions (last controller process)")
+    fig.tight_layout()
+    fig.savefig(plots / "interventions.png", dpi=90)
+    plt.close(fig)
+
+    reasons: dict[str, int] = {}
+    for r in refresh:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    lines = [
+        f"# Loop report: {cfg.name}", "",
+        f"Robot `{cfg.robot}`, \"real\" robot = reality profile `{ev['reality']}`; real-step budget "
+        f"{cfg.trainer.real_step_budget}; trainer done: {summary.get('done')}."
+        + (f" **The loop stopped early: {summary['error']}** (every recorded row is in the stores; "
+           "`robodyna loop --resume` continues it)." if summary.get("error") else ""), "",
+        "## Sim-only vs adapted on the \"real\" robot", "",
+        f"Evaluation: {ev['episodes']} episodes each (not learnt from, not budgeted).", "",
+        f"- sim-only ({ev['sim_only']['policy']}): {_fmt(ev['sim_only'])}",
+        f"- adapted ({ev['adapted']['policy']}): {_fmt(ev['adapted'])}", "",
+        "![](plots/sim_only_vs_adapted.png)", "",
+        "## Real robot during the loop", "",
+        f"Real steps learnt from: {summary.get('real_steps')}; rounds: {summary.get('rounds')}; "
+        f"policy versions pushed: {summary.get('sim_policy_version')} -> {summary.get('policy_version')}; "
+        f"learner counters: `{json.dumps(summary.get('counters', {}))}`.", "",
+        "![](plots/real_vs_steps.png)", "",
+        "## Model error and drift signals", "",
+        f"Refresh requests by trigger: `{json.dumps(reasons)}` (every decision: `trainer/refresh.csv`).", "",
+        "![](plots/model_error.png)", "", "![](plots/drift_signals.png)", "",
+        "## Controller", "",
+        f"Loop timing (last controller process): `{json.dumps({k: loop.get(k) for k in TIMING if k in loop})}`; "
+        f"faults `{json.dumps(cs.get('faults', {}))}`, stops {len(cs.get('stops', []))}, swaps "
+        f"{len(cs.get('swaps', []))}, rejected policies {len(cs.get('rejections', []))}.", "",
+        "![](plots/interventions.png)", "",
+        "## Files", "",
+        "`config.yaml` (resolved), `events.jsonl`, `trainer/` (log, real-data store, `learner.pt`, `policies/` every "
+        "ONNX version, CSVs), `controller/` (log, record store, status), `eval.json`.", "",
+    ]
+    out = run_dir / "report.md"
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,440 @@
+"""The trainer service: the network end of the link and ONE training thread around the :class:`Learner`.
+
+- the network thread is :class:`~robodyna.transport.trainer.TrainerServer`: it receives, persists (the trainer's
+  real-data store, one per robot) and acknowledges; newly persisted rows wait in its bounded queue;
+- the training thread (:meth:`TrainerService.run`, the caller's thread) drains that queue into the same
+  :class:`~robodyna.learn.learner.Learner` ``robodyna train`` uses — ingest real transitions (the learner refits
+  the ensemble on real data and branches rollouts from real states as its counters cross thresholds), SAC
+  updates under the update-to-data cap — exports the policy as ONNX with the next integer version, signs and
+  pushes it; the controller verifies and swaps it in at its next episode;
+- refresh scheduling (:mod:`robodyna.loop.refresh`) decides when to ask the robot for fresh episodes under the
+  current policy, until the real-step budget is spent.
+
+The learner is warm-started from a simulation checkpoint (its agent and model; optionally its real buffer) or
+starts fresh. Everything the service decides goes to CSV files in its directory; its state is checkpointed every
+round (``learner.pt``), and a restarted service re-ingests the rows its store holds beyond that checkpoint, so a
+crash of either side loses no real data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from robodyna.config import to_dict
+from robodyna.data.batch import Batch
+from robodyna.data.store_reader import Transitions
+from robodyna.learn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from robodyna.learn.config import load_algo_config
+from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
+from robodyna.learn.learner import Learner
+from robodyna.learn.rollouts import branched_rollout
+from robodyna.loop.refresh import RefreshConfig, RefreshScheduler, model_error_ratio, policy_age, return_gap
+
+log = logging.getLogger(__name__)
+
+SERVICE_STATE_VERSION = 1
+WarmStart = Literal["agent_model", "agent_model_buffer", "fresh"]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The trainer service's knobs (``trainer:`` of a loop config)."""
+
+    algo: str = "mbpo"  # algo preset (its robots.<robot> section applies) or YAML path
+    algo_overrides: list[str] = field(default_factory=list)  # --set style overrides of the algo config
+    warm_start: WarmStart = "agent_model"  # from the stage-1 checkpoint: agent+model, +its real buffer, or fresh
+    real_step_budget: int = 2000  # real transitions to learn from in total
+    update_chunk: int = 100  # SAC updates between two looks at the queue and the signals
+    export_every_updates: int = 0  # also export+push every N updates (0: once per round, before each refresh)
+    return_horizon: int = 0  # model-predicted return horizon for the return gap (0: the episode length)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    robot_wait_s: float = 600.0  # give up when no robot connects within this long
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
+            raise ValueError(f"trainer.warm_start: agent_model, agent_model_buffer or fresh, got {self.warm_start!r}")
+        if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0:
+            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
+
+
+@dataclass
+class _Episode:
+    version: int
+    ret: float
+    final_distance_m: float
+    success: float
+    start: Batch
+    steps: int
+
+
+class TrainerService:
+    """Receive real data from robots, learn from it with the :class:`Learner`, push signed policies.
+
+    Args:
+        robot: robot name (the learner is built for its nominal simulation's spec and observation layout).
+        out: the service's directory (``store/`` real data, ``policies/`` every ONNX version, CSVs, ``learner.pt``).
+        bind: ZeroMQ endpoint (``tcp://127.0.0.1:0``: a free port; written to ``out/endpoint``).
+        keys_dir: trainer keys and the allowed robots' public keys.
+        init_checkpoint: stage-1 simulation checkpoint to warm-start from (ignored when resuming).
+    """
+
+    def __init__(self, robot: str, out: str | Path, bind: str, keys_dir: str | Path, cfg: ServiceConfig,
+                 init_checkpoint: str | Path | None = None, seed: int = 0) -> None:
+        from robodyna.identity import Identity
+        from robodyna.transport.keys import TrainerKeys
+        from robodyna.transport.trainer import TrainerServer
+
+        self.cfg, self.robot = cfg, robot
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "policies").mkdir(exist_ok=True)
+        torch.set_num_threads(cfg.num_threads)
+        env = make_env(robot)
+        try:
+            self.spec, self.obs_names = spec_for_env(env), obs_names_for_env(env)
+            self.task_fns, self.episode_steps = task_fns_for_env(env), episode_steps_for_env(env)
+        finally:
+            env.close()
+        algo = load_algo_config(cfg.algo, robot, [*cfg.algo_overrides, f"seed={seed}",
+                                                  f"sac.num_threads={cfg.num_threads}"])
+        self.learner = Learner(algo, self.spec, self.obs_names, self.task_fns, self.episode_steps, name=robot)
+        # no uniform exploration on the real robot, and the observation normaliser stays the simulation agent's
+        # (the learner resets it when n_real reaches start_steps; 0 is never reached after a row)
+        self.learner.start_steps = 0
+        self.scheduler = RefreshScheduler(cfg.refresh, self.out / "refresh.csv")
+        self.ingested: dict[str, int] = {}  # rows of each robot's store the learner has seen
+        self.version_rows: dict[int, int] = {}  # real rows per policy version
+        self.real_steps = 0
+        self.round = 0
+        self.fitted_error = float("nan")
+        self.last_new_error = float("nan")
+        self.episodes: list[_Episode] = []
+        self._partial: dict[str, list[Transitions]] = {}
+        self.outstanding: dict[str, Any] | None = None  # the refresh request waiting for its data
+        self.updates_at_export = 0
+        self.pushed_version = -1
+        self.done = False
+        self._stop = threading.Event()
+        self._sim_version = 0
+        self._sig_updates = -1
+        self._fresh_error = True  # the next newest-data error starts a new maximum
+        state = self.out / "learner.pt"
+        if state.exists():
+            self._load(state)
+        elif init_checkpoint is not None and cfg.warm_start != "fresh":
+            self._warm_start(init_checkpoint)
+        self._catch_up()
+        self.server = TrainerServer(bind, self.out / "store", TrainerKeys.load(keys_dir),
+                                    expected=Identity.of(self.spec))
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def _warm_start(self, path: str | Path) -> None:
+        st = load_checkpoint(path, self.spec, self.obs_names)["learner"]
+        lr = self.learner
+        lr.agent.load_state_dict(st["sac"])
+        if lr.model is not None and st["model"] is not None:
+            lr.model.load_state_dict(st["model"])
+        if self.cfg.warm_start == "agent_model_buffer":
+            if st.get("real_buffer") is None:
+                raise ValueError(f"{path} holds no real buffer (a stripped checkpoint): use warm_start agent_model")
+            lr.real.load_state_dict(st["real_buffer"])
+            lr.n_init = len(lr.real)
+        lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
+        log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
+
+    def _save(self) -> None:
+        save_checkpoint(self.out / "learner.pt", {
+            "meta": self.learner.meta(), "learner": self.learner.state_dict(),
+            "service": {"version": SERVICE_STATE_VERSION, "ingested": dict(self.ingested),
+                        "version_rows": {str(k): v for k, v in self.version_rows.items()},
+                        "real_steps": self.real_steps, "round": self.round, "fitted_error": self.fitted_error,
+                        "updates_at_data": self.scheduler.updates_at_data, "sim_version": self._sim_version,
+                        "updates_at_export": self.updates_at_export},
+        })
+
+    def _load(self, path: Path) -> None:
+        st = load_checkpoint(path, self.spec, self.obs_names)
+        self.learner.load_state_dict(st["learner"])
+        sv = st["service"]
+        if sv.get("version") != SERVICE_STATE_VERSION:
+            raise ValueError(f"{path}: service state version {sv.get('version')!r}")
+        self.ingested = {str(k): int(v) for k, v in sv["ingested"].items()}
+        self.version_rows = {int(k): int(v) for k, v in sv["version_rows"].items()}
+        self.real_steps, self.round = int(sv["real_steps"]), int(sv["round"])
+        self.fitted_error, self._sim_version = float(sv["fitted_error"]), int(sv["sim_version"])
+        self.scheduler.updates_at_data = int(sv["updates_at_data"])
+        self.updates_at_export = int(sv["updates_at_export"])
+        log.info("resumed the trainer service at %d real steps, round %d, policy v%d", self.real_steps, self.round,
+                 self.learner.policy_version)
+
+    def _catch_up(self) -> None:
+        """Ingest rows the store holds beyond the checkpoint (persisted and acked before a crash)."""
+        from robodyna.data.store import EpisodeStore
+
+        root = self.out / "store"
+        if not root.is_dir():
+            return
+        for d in sorted(p for p in root.iterdir() if (p / "meta.json").is_file()):
+            tr = EpisodeStore(d).read(check_finite=False)
+            have = self.ingested.get(d.name, 0)
+            if len(tr) > have:
+                log.info("robot %s: ingesting %d stored rows the checkpoint had not seen", d.name, len(tr) - have)
+                cols = tr.columns()
+                self._ingest(d.name, Transitions.from_columns({k: v[have:] for k, v in cols.items()}))
+
+    # -- data in -------------------------------------------------------------------------------------------
+    def _ingest(self, robot: str, tr: Transitions) -> None:
+        lr = self.learner
+        n = len(tr)
+        if n == 0:
+            return
+        self.ingested[robot] = self.ingested.get(robot, 0) + n
+        vers, counts = np.unique(tr.extras["policy_version"], return_counts=True)
+        for v, c in zip(vers.tolist(), counts.tolist()):
+            self.version_rows[int(v)] = self.version_rows.get(int(v), 0) + int(c)
+        trajs = _split_episodes(tr.batch, tr.episode_index)
+        if lr.model is not None and lr.model.fitted:  # error on the newest data, before the model sees it
+            err = lr.model_error(trajs, horizon=1, seed=lr.n_real)
+            if err and np.isfinite(err[0]):  # the largest since the last refresh decision: a refit within the
+                # same drain must not hide what the newest data showed the model before it trained on it
+                self.last_new_error = err[0] if self._fresh_error else max(self.last_new_error, err[0])
+                self._fresh_error = False
+        fits = lr.n_fits
+        lr.ingest(tr.batch)
+        self.real_steps += n
+        if lr.n_fits != fits or not np.isfinite(self.fitted_error):
+            self._measure_fitted_error()
+        self._episodes(robot, tr)
+
+    def _measure_fitted_error(self) -> None:
+        """The model's validation error: the mean held-out one-step MSE of its elites from its last fit (raw units,
+        the observation deltas and the reward)."""
+        model = self.learner.model
+        if model is None or not model.fitted:
+            return
+        ens = self.learner._ensemble()
+        self.fitted_error = float(np.mean(np.asarray(ens.val_mse)[np.asarray(ens.elites)]))
+
+    def _episodes(self, robot: str, tr: Transitions) -> None:
+        """Close complete episodes (their rows may come in several batches); log their real return, distance."""
+        parts = self._partial.setdefault(robot, [])
+        parts.append(tr)
+        allr = Transitions.concat(parts, tr.batch.obs_dim, tr.batch.act_dim) if len(parts) > 1 else tr
+        b, ep = allr.batch, allr.episode_index
+        ends = np.flatnonzero(b.terminated | b.truncated)
+        s = 0
+        for e in ends.tolist():
+            sl = slice(s, e + 1)
+            if ep[s] != ep[e]:  # an episode cut short by a restart: its rows are kept, not scored
+                s = e + 1
+                continue
+            last = b.next_obs[e: e + 1]
+            dist = float(self.task_fns.distance(last)[0])
+            row = _Episode(int(allr.extras["policy_version"][s]), float(b.reward[sl].sum()), dist,
+                           float(self.task_fns.success(last)[0]), b.take(slice(s, s + 1)), e + 1 - s)
+            self.episodes.append(row)
+            _append_csv(self.out / "real_episodes.csv", {
+                "robot": robot, "episode": int(ep[s]), "policy_version": row.version, "return": row.ret,
+                "final_distance_m": row.final_distance_m, "success": row.success, "steps": row.steps,
+                "real_steps": self.real_steps, "round": self.round, "wall_s": time.time()})
+            s = e + 1
+        rest = allr.columns()
+        self._partial[robot] = [Transitions.from_columns({k: v[s:] for k, v in rest.items()})] if s < len(b) else []
+
+    def _drain(self, timeout: float) -> int:
+        got = 0
+        try:
+            robot, tr = self.server.batches.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        while True:
+            self._ingest(robot, tr)
+            got += len(tr)
+            try:
+                robot, tr = self.server.batches.get_nowait()
+            except queue.Empty:
+                return got
+
+    # -- signals -------------------------------------------------------------------------------------------
+    def signals(self) -> dict[str, float]:
+        lr = self.learner
+        vs = np.array(list(self.version_rows), np.int64)
+        cs = np.array([self.version_rows[v] for v in self.version_rows], np.int64)
+        return {"model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
+                "policy_age": policy_age(vs, cs, lr.policy_version), "return_gap": self._return_gap()}
+
+    def _log_signals(self) -> None:
+        lr = self.learner
+        self._sig_updates = lr.n_updates
+        _append_csv(self.out / "signals.csv", {"real_steps": self.real_steps, "updates": lr.n_updates,
+                                                "policy_version": lr.policy_version, **self.signals(),
+                                                "new_error": self.last_new_error, "fitted_error": self.fitted_error,
+                                                "fits": lr.n_fits, "wall_s": time.time()})
+
+    def _return_gap(self) -> float:
+        """Model-predicted vs real return of the newest policy with real episodes, from those episodes' starts."""
+        lr = self.learner
+        if lr.model is None or not lr.model.fitted or not self.episodes:
+            return float("nan")
+        v = self.episodes[-1].version
+        eps = [e for e in self.episodes[-10:] if e.version == v]
+        h = self.cfg.return_horizon or self.episode_steps
+        start = Batch.concat([e.start for e in eps])
+        rng = np.random.default_rng(lr.n_real)
+        ro = branched_rollout(lr.model, start, h, self.task_fns, rng, constrain=lr.cfg.rollout_constraints,
+                              policy=lambda o, g: lr.agent.act(o, deterministic=True))
+        predicted = float(ro.reward.sum()) / len(eps)
+        return return_gap(predicted, float(np.mean([e.ret for e in eps])))
+
+    # -- policies out ----------------------------------------------------------------------------------------
+    def export_and_push(self, reason: str) -> int:
+        lr = self.learner
+        path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
+        data = path.read_bytes()
+        self.server.push_policy(lr.policy_version, data, {"round": str(self.round), "reason": reason,
+                                                           "real_steps": str(self.real_steps)})
+        self.pushed_version = lr.policy_version
+        self.updates_at_export = lr.n_updates
+        _append_csv(self.out / "policies.csv", {"version": lr.policy_version, "round": self.round,
+                                                 "real_steps": self.real_steps, "updates": lr.n_updates,
+                                                 "reason": reason, "wall_s": time.time()})
+        log.info("pushed policy v%d (%s, %d real steps, %d updates)", lr.policy_version, reason, self.real_steps,
+                 lr.n_updates)
+        return lr.policy_version
+
+    def _policy_results(self) -> None:
+        while True:
+            try:
+                robot, v, ok, reason = self.server.policy_results.get_nowait()
+            except queue.Empty:
+                return
+            _append_csv(self.out / "policy_results.csv", {"robot": robot, "version": v, "accepted": int(ok),
+                                                          "reason": reason, "wall_s": time.time()})
+
+    def _connected(self) -> list[str]:
+        return [r for r, s in self.server.status()["robots"].items() if s["connected"]]
+
+    # -- the training thread ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> dict[str, Any]:
+        """Serve until the real-step budget is spent and learnt from (or :meth:`stop`); returns a summary."""
+        self.server.start()
+        (self.out / "endpoint").write_text(self.server.endpoint)
+        log.info("trainer service listening on %s", self.server.endpoint)
+        cfg, lr = self.cfg, self.learner
+        t_wait = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                got = self._drain(0.0 if lr.updates_allowed > lr.n_updates else 0.05)
+                if got:
+                    self._data_arrived()
+                did = lr.update(cfg.update_chunk)
+                self._policy_results()
+                if (got or lr.n_updates - self._sig_updates >= 5 * cfg.update_chunk) and self.real_steps:
+                    self._log_signals()
+                if cfg.export_every_updates and did and lr.n_updates - self.updates_at_export >= \
+                        cfg.export_every_updates and self.real_steps < cfg.real_step_budget:
+                    self.export_and_push("every_updates")
+                cap = lr.updates_allowed <= lr.n_updates
+                if self.real_steps >= cfg.real_step_budget and cap and self.outstanding is None:
+                    self.export_and_push("final")
+                    self.done = True
+                    break
+                robots = self._connected()
+                if not robots:
+                    if time.monotonic() - t_wait > cfg.robot_wait_s:
+                        raise RuntimeError(f"no robot connected within {cfg.robot_wait_s:.0f} s")
+                    continue
+                t_wait = time.monotonic()
+                if self.outstanding is not None:
+                    if time.monotonic() - self.outstanding["t"] > cfg.refresh.request_timeout_s:
+                        log.warning("refresh request of round %d unanswered for %.0f s: sending it again",
+                                    self.round, cfg.refresh.request_timeout_s)
+                        self._request(self.outstanding["reason"], self.outstanding["value"], again=True)
+                    continue
+                if self.real_steps >= cfg.real_step_budget or self.real_steps == 0:
+                    continue  # budget spent: learn from what there is; no data yet: the robot's first episodes
+                d = self.scheduler.decide(lr.n_updates, self.signals(), cap)
+                if d.refresh:
+                    self._request(d.reason, d.value)
+        finally:
+            self._save()
+            self._policy_results()
+            summary = self.summary()
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            self.server.stop()
+        return summary
+
+    def _data_arrived(self) -> None:
+        lr = self.learner
+        self.scheduler.fresh_data(lr.n_updates)
+        o = self.outstanding
+        if o is not None and self.real_steps >= o["until"]:
+            self.outstanding = None
+            self._save()
+
+    def _request(self, reason: str, value: float, again: bool = False) -> None:
+        cfg, lr = self.cfg, self.learner
+        if not again:
+            self.round += 1
+            if lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export:
+                self.export_and_push(f"round {self.round}")
+            left = cfg.real_step_budget - self.real_steps
+            eps = max(1, min(cfg.refresh.refresh_episodes, math.ceil(left / self.episode_steps)))
+            self.outstanding = {"t": time.monotonic(), "reason": reason, "value": value, "episodes": eps,
+                                "until": self.real_steps + eps * self.episode_steps}
+            sig = self.signals()
+            row = {"round": self.round, "real_steps": self.real_steps, "updates": lr.n_updates,
+                   "policy_version": lr.policy_version, "reason": reason, "value": value, "episodes": eps,
+                   **sig, "fitted_error": self.fitted_error, "new_error": self.last_new_error,
+                   "wall_s": time.time()}
+            self.scheduler.record(row)
+            self._fresh_error = True
+            log.info("refresh round %d: %d episode(s) (%s = %.3g)", self.round, eps, reason, value)
+        else:
+            self.outstanding = {**(self.outstanding or {}), "t": time.monotonic()}
+        self.server.request_refresh(None, int(self.outstanding["episodes"]), "episodes")
+        self._save()
+
+    def summary(self) -> dict[str, Any]:
+        lr = self.learner
+        return {"done": self.done, "real_steps": self.real_steps, "rounds": self.round,
+                "policy_version": lr.policy_version, "sim_policy_version": self._sim_version,
+                "counters": lr.counters(), "ingested": dict(self.ingested), "config": to_dict(self.cfg)}
+
+
+def _split_episodes(b: Batch, episode_index: np.ndarray) -> list[Batch]:
+    if len(b) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(episode_index)) + 1
+    bounds = [0, *cuts.tolist(), len(b)]
+    return [b.take(slice(s, e)) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_service_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The service's saved state (tests, reports)."""
+    return read_checkpoint(path)

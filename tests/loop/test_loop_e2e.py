@@ -1,0 +1,129 @@
+"""The sim-to-real loop end to end: the trainer service and the controller as two real processes on a CURVE link
+over loopback, a reality profile as the "real" robot, warm-started from the shipped reacher2 simulation checkpoint.
+
+- rounds run until the real-step budget: every pushed version is accepted and swapped in, both policies are
+  evaluated on the "real" robot and reported (NOT asserted: that the adapted policy ends closer to the target —
+  with the current stage-1 policy the loop does not improve it yet, see the README);
+- a trainer killed mid-run is restarted and the loop still finishes; an interrupted loop resumes with --resume;
+  every real row the controller recorded reaches the trainer's store and the learner exactly once;
+- a dynamics change injected mid-run makes the model-error signal trigger refresh requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robodyna.data.store import EpisodeStore
+from robodyna.loop.config import LoopConfig, load_loop_config
+from robodyna.loop.run import LoopRun
+
+ROOT = Path(__file__).resolve().parents[2]
+CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+
+FAST = [
+    f"stage1.checkpoint={CKPT}",
+    "trainer.algo_overrides=[ensemble.max_fit_seconds=3,rollout_batch=5000,updates_per_step=5]",
+    "timeout_s=300",
+]
+
+
+def cfg(*overrides: str) -> LoopConfig:
+    return load_loop_config("reacher2", [*FAST, *overrides])
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_no_real_data_lost(run_dir: Path) -> int:
+    rec = EpisodeStore(run_dir / "controller" / "record").read()
+    got = EpisodeStore(run_dir / "trainer" / "store" / "robot0").read()
+    assert len(got) == len(rec)
+    for k in ("obs", "action", "reward", "next_obs"):
+        assert np.array_equal(getattr(rec.batch, k), getattr(got.batch, k))
+    summary = json.loads((run_dir / "trainer" / "summary.json").read_text())
+    assert summary["ingested"]["robot0"] == len(rec) == summary["counters"]["real"]
+    return len(rec)
+
+
+def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
+    run = LoopRun.create(cfg("trainer.real_step_budget=300", "eval.episodes=5"), tmp_path / "run")
+    res = run.run()
+    ev = res["eval"]
+    assert np.isfinite(ev["sim_only"]["mean_final_distance_m"]) and np.isfinite(ev["adapted"]["mean_final_distance_m"])
+    assert ev["adapted"]["policy"] != ev["sim_only"]["policy"]
+    assert res["summary"]["done"] and res["summary"]["real_steps"] >= 300
+    assert check_no_real_data_lost(tmp_path / "run") == res["summary"]["real_steps"]
+    versions = {int(p.stem.split("_v")[1]) for p in (tmp_path / "run" / "trainer" / "policies").glob("*.onnx")}
+    assert versions == set(range(res["summary"]["sim_policy_version"], res["summary"]["policy_version"] + 1))
+    accepted = rows(tmp_path / "run" / "trainer" / "policy_results.csv")
+    assert accepted and all(r["accepted"] == "1" for r in accepted)
+    rec = EpisodeStore(tmp_path / "run" / "controller" / "record").read()
+    assert len(np.unique(rec.extras["policy_version"])) >= 3  # the controller ran the pushed versions
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "sim-only" in report and (tmp_path / "run" / "plots" / "drift_signals.png").stat().st_size > 1000
+
+
+def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: Path) -> None:
+    rd = tmp_path / "run"
+    run = LoopRun.create(cfg("trainer.real_step_budget=300", "eval.episodes=2"), rd)
+    ckpt = run.stage1()
+    killed = {"done": False}
+    real_start = run._start_trainer
+
+    def start_trainer(c: Path) -> str:  # the first trainer is SIGKILLed once it has persisted two episodes
+        ep = real_start(c)
+        if not killed["done"]:
+            killed["done"] = True
+            proc = run.trainer
+            assert proc is not None
+
+            def kill_later() -> None:
+                end = time.monotonic() + 120
+                while time.monotonic() < end and proc.poll() is None:
+                    p = rd / "trainer" / "real_episodes.csv"
+                    if p.exists() and len(rows(p)) >= 2:
+                        os.kill(proc.pid, signal.SIGKILL)
+                        return
+                    time.sleep(0.05)
+
+            import threading
+
+            threading.Thread(target=kill_later, daemon=True).start()
+        return ep
+
+    run._start_trainer = start_trainer  # type: ignore[method-assign]
+    run.cfg = cfg("trainer.real_step_budget=300", "eval.episodes=2", "timeout_s=15")
+    del ckpt
+    with pytest.raises(RuntimeError, match="did not finish"):  # the loop stops cleanly, with a report
+        run.run()
+    assert "stopped early" in (rd / "report.md").read_text()
+    events = [json.loads(x)["event"] for x in (rd / "events.jsonl").read_text().splitlines()]
+    assert "trainer_exited" in events and events.count("trainer_started") >= 2
+    res = LoopRun.resume(rd).run()
+    assert res["summary"]["done"]
+    check_no_real_data_lost(rd)
+
+
+def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) -> None:
+    rd = tmp_path / "run"
+    c = cfg("reality=nominal", "inject.after_real_steps=200", "inject.reality=heavy", "trainer.real_step_budget=450",
+            "eval.episodes=2", "trainer.refresh.policy_age=100", "trainer.refresh.return_gap=100")
+    LoopRun.create(c, rd).run()
+    dec = rows(rd / "trainer" / "refresh.csv")
+    change = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()
+              if json.loads(x)["event"] == "dynamics_change"]
+    assert change, "the dynamics change was not injected"
+    before = [d for d in dec if int(d["real_steps"]) <= 200]
+    after = [d for d in dec if int(d["real_steps"]) > 200]
+    assert not [d for d in before if d["reason"] == "model_error_ratio"], before
+    assert [d for d in after if d["reason"] == "model_error_ratio"], after

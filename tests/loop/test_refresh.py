@@ -1,0 +1,81 @@
+"""Refresh scheduling: the drift signals and the scheduler's decisions (pure, fast)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robodyna.loop.refresh import (
+    RefreshConfig,
+    RefreshScheduler,
+    model_error_ratio,
+    policy_age,
+    return_gap,
+)
+
+NAN = float("nan")
+
+
+def test_signals() -> None:
+    assert model_error_ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert math.isnan(model_error_ratio(0.3, 0.0)) and math.isnan(model_error_ratio(NAN, 0.1))
+    assert policy_age(np.array([1, 3]), np.array([100, 100]), current=4) == pytest.approx(2.0)
+    assert math.isnan(policy_age(np.array([1]), np.array([0]), 2))
+    assert return_gap(-4.0, -8.0) == pytest.approx(0.5)
+    assert return_gap(0.2, 0.0) == pytest.approx(0.2)  # relative to at least 1
+
+
+def sig(**kw: float) -> dict[str, float]:
+    return {"model_error_ratio": NAN, "policy_age": NAN, "return_gap": NAN, **kw}
+
+
+def test_each_signal_triggers_above_its_threshold_only(tmp_path: Path) -> None:
+    cfg = RefreshConfig(model_error_ratio=2.0, policy_age=3.0, return_gap=0.5, min_updates_between=10,
+                        max_updates_without_data=10_000)
+    s = RefreshScheduler(cfg, tmp_path / "refresh.csv")
+    assert not s.decide(100, sig(model_error_ratio=1.9, policy_age=2.0, return_gap=0.4), False).refresh
+    for name, v in (("model_error_ratio", 2.5), ("policy_age", 3.5), ("return_gap", 0.6)):
+        d = s.decide(100, sig(**{name: v}), False)
+        assert (d.refresh, d.reason, d.value) == (True, name, v)
+    assert not s.decide(5, sig(model_error_ratio=9.0), False).refresh  # too soon after fresh data
+    s.fresh_data(100)
+    assert not s.decide(105, sig(model_error_ratio=9.0), False).refresh
+
+
+def test_max_updates_and_cap_and_fixed_schedule(tmp_path: Path) -> None:
+    s = RefreshScheduler(RefreshConfig(max_updates_without_data=500))
+    assert not s.decide(499, sig(), False).refresh
+    assert s.decide(500, sig(), False).reason == "max_updates"
+    assert s.decide(10, sig(), True).reason == "update_cap"
+    # the cap reached before min_updates_between: a signal above its threshold is named as the trigger
+    assert s.decide(10, sig(model_error_ratio=50.0), True).reason == "model_error_ratio"
+    f = RefreshScheduler(RefreshConfig(mode="fixed", fixed_every_updates=300), tmp_path / "f.csv")
+    assert not f.decide(299, sig(model_error_ratio=100.0), False).refresh  # signals do not act in fixed mode
+    assert f.decide(300, sig(), False).reason == "fixed_schedule"
+    f.record({"updates": 300, "reason": "fixed_schedule", "model_error_ratio": NAN})
+    f.record({"updates": 600, "reason": "fixed_schedule", "model_error_ratio": 1.5})
+    rows = list(csv.DictReader(open(tmp_path / "f.csv")))
+    assert [r["reason"] for r in rows] == ["fixed_schedule"] * 2 and rows[1]["model_error_ratio"] == "1.5"
+
+
+def test_config_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RefreshConfig(mode="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RefreshConfig(refresh_episodes=0)
+
+
+@pytest.mark.parametrize("name", ["reacher2", "panda"])
+def test_loop_presets_load_and_name_what_exists(name: str) -> None:
+    from robodyna.loop.config import load_loop_config
+    from robodyna.paths import configs_root, robots_root
+
+    c = load_loop_config(name)
+    assert (robots_root() / c.robot / "robot.yaml").is_file()
+    assert (configs_root() / "realities" / f"{c.reality}.yaml").is_file()
+    if c.stage1.checkpoint:
+        assert (configs_root().parent / c.stage1.checkpoint).is_file()

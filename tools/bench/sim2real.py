@@ -1,0 +1,107 @@
+"""Sim-to-real benchmark: how much of the sim-to-real gap the loop recovers, against two baselines.
+
+For each reality profile and seed, on the "real" robot (the profile), all at the same real-step budget:
+
+- ``R_sim``: the sim-only policy (the loop config's stage-1 checkpoint);
+- ``R_loop``: after ``robodyna loop`` (drift-driven refreshes);
+- ``R_fixed``: the loop with a fixed refresh schedule (``trainer.refresh.mode=fixed``);
+- ``R_sac``: SAC fine-tuning on real data only (``trainer.algo=sac``: the same service, no model);
+- ``R_oracle``: a policy trained directly on the "real" robot with a large budget (``--oracle-steps``, or an
+  existing checkpoint with ``--oracle-checkpoint``).
+
+Gap recovered = (R_x − R_sim) / (R_oracle − R_sim), for success rate and for final distance. Every run is a
+``LoopRun`` in ``--out/PROFILE/seedN/VARIANT``; results go to ``--out/results.json`` and one line per run is
+printed. Expensive: ``--profiles weak --seeds 1 --variants loop`` is the smallest useful call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from robodyna.loop.config import load_loop_config
+from robodyna.loop.run import LoopRun, onnx_policy
+
+VARIANTS = {
+    "loop": [],
+    "fixed": ["trainer.refresh.mode=fixed"],
+    "sac": ["trainer.algo=sac"],
+}
+
+
+def gap(r_x: float, r_sim: float, r_oracle: float) -> float:
+    d = r_oracle - r_sim
+    return float("nan") if abs(d) < 1e-12 else (r_x - r_sim) / d
+
+
+def oracle(cfg_name: str, profile: str, seed: int, steps: int, out: Path, ckpt: str | None,
+           episodes: int) -> dict[str, float]:
+    from robodyna.learn.config import load_algo_config
+    from robodyna.learn.envs import make_env
+    from robodyna.learn.mbpo import evaluate, train
+
+    cfg = load_loop_config(cfg_name)
+    if ckpt is None:
+        algo = load_algo_config(cfg.stage1.algo, cfg.robot, [f"seed={seed}", "sac.num_threads=1"])
+        res = train(algo, cfg.robot, out, steps, reality=profile, resume=(out / "last.pt").exists(),
+                    progress=False, tensorboard=False, export_to=out / "oracle.onnx")
+        path = out / "oracle.onnx"
+        del res
+    else:
+        path = Path(ckpt)
+    env = make_env(cfg.robot, reality=profile)
+    try:
+        r = evaluate(onnx_policy(path), env, episodes, cfg.eval.seed)
+    finally:
+        env.close()
+    return {k: v for k, v in r.items() if isinstance(v, float)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="reacher2")
+    ap.add_argument("--profiles", nargs="+", default=["weak", "heavy", "laggy"])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=2000, help="real steps per run")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--oracle-steps", type=int, default=0, help="train an oracle on the profile (0: skip)")
+    ap.add_argument("--oracle-checkpoint", default=None, help="an ONNX oracle policy for the profile instead")
+    ap.add_argument("--out", default="runs/bench-sim2real")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(a.out)
+    results: list[dict[str, Any]] = []
+    for prof in a.profiles:
+        for seed in range(a.seeds):
+            row: dict[str, Any] = {"profile": prof, "seed": seed, "budget": a.budget}
+            for v in a.variants:
+                rd = out / prof / f"seed{seed}" / v
+                ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}",
+                      f"trainer.real_step_budget={a.budget}"]
+                run = LoopRun.resume(rd) if (rd / "config.yaml").exists() else \
+                    LoopRun.create(load_loop_config(a.config, ov), rd)
+                res = run.run()
+                row["sim"] = res["eval"]["sim_only"]
+                row[v] = res["eval"]["adapted"] | {"real_steps": res["summary"]["real_steps"]}
+                print(f"{prof} seed {seed} {v:6s}: sim-only {row['sim']['mean_final_distance_m'] * 100:.2f} cm "
+                      f"{row['sim'].get('success_rate', 0) * 100:.0f}% -> {row[v]['mean_final_distance_m'] * 100:.2f}"
+                      f" cm {row[v].get('success_rate', 0) * 100:.0f}% ({row[v]['real_steps']} real steps)",
+                      flush=True)
+            if a.oracle_steps or a.oracle_checkpoint:
+                row["oracle"] = oracle(a.config, prof, seed, a.oracle_steps, out / prof / f"seed{seed}" / "oracle",
+                                       a.oracle_checkpoint, load_loop_config(a.config).eval.episodes)
+                for v in a.variants:
+                    for k in ("mean_final_distance_m", "success_rate"):
+                        row[v][f"gap_recovered_{k}"] = gap(row[v][k], row["sim"][k], row["oracle"][k])
+                print(f"{prof} seed {seed} oracle: {row['oracle']}", flush=True)
+            results.append(row)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
