@@ -29,8 +29,8 @@ from robodyna.learn.envs import make_env
 from robodyna.learn.mbpo import evaluate, train
 
 log = logging.getLogger("sample_efficiency")
-# reacher2: a joint-PD oracle scores -5.7 (the IK oracle, robodyna sim --policy oracle, -4.5). panda (150-step episodes):
-# the IK oracle scores -17.1, random actions -56.2 (20 episodes each).
+# reacher2: a joint-PD oracle scores -5.7 (the IK oracle, robodyna sim --policy oracle, -4.5). panda (150-step
+# episodes): the IK oracle scores -17.1, random actions -56.2 (20 episodes each).
 DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0, "panda": -20.0}
 ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1")
 # The SB3 baselines ratios are printed against: SB3 SAC as configured (its defaults: α from 1.0), and SB3 SAC with
