@@ -134,7 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sim", help="run a policy on a simulated robot and print steps/s and reward")
     add_common(p)
-    p.add_argument("--policy", default="random", help="random | scripted | PATH.onnx")
+    p.add_argument("--policy", default="random",
+                   help="random | scripted | oracle (IK + joint control; reach) | PATH.onnx")
     p.add_argument("--steps", type=positive_int, default=1000)
     p.add_argument("--run-dir", default=None, help="save the resolved config and results here")
     p.set_defaults(func=cmd_sim)

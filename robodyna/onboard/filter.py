@@ -94,6 +94,10 @@ def soft_bounds(q: float, q_low: float, q_high: float, margin: float, low: float
     m = margin if margin > 1e-9 else 1e-9
     pen_hi = (q - (q_high - m)) / m  # 0 at the margin's edge, 1 at the limit
     pen_lo = ((q_low + m) - q) / m
+    if q >= q_high:  # at or past a limit nothing outward, exactly (rounding must not leave a 1e-16 outward bound)
+        pen_hi = max(pen_hi, 1.0)
+    if q <= q_low:
+        pen_lo = max(pen_lo, 1.0)
     hi = high if pen_hi <= 0 else max(high * (1.0 - pen_hi), low)
     lo = low if pen_lo <= 0 else min(low * (1.0 - pen_lo), high)
     return lo, hi

@@ -29,7 +29,8 @@ def obs_units(obs_names: list[str]) -> list[str]:
 
 
 def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray], np.ndarray], str, int]:
-    """``random`` (uniform in the action box), ``scripted`` (smooth sinusoids), or a path to an ONNX policy.
+    """``random`` (uniform in the action box), ``scripted`` (smooth sinusoids), ``oracle`` (IK + joint control with
+    the engine's own model, :mod:`robodyna.tasks.oracle`; reach on a simulated robot), or a path to an ONNX policy.
 
     Returns (policy, description, policy_version). Refuses an env whose actions are not a continuous Box.
     """
@@ -57,9 +58,13 @@ def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray]
             return 0.5 * (low + high) + 0.45 * (high - low) * np.sin(2 * math.pi * freq * t + phase)
 
         return scripted, "scripted", 0
+    if policy == "oracle":
+        from robodyna.tasks.oracle import make_oracle
+
+        return make_oracle(env, seed), "oracle", 0
     path = Path(policy)
     if path.suffix != ".onnx":
-        raise ValueError(f"--policy must be random, scripted or a .onnx file, got {policy!r}")
+        raise ValueError(f"--policy must be random, scripted, oracle or a .onnx file, got {policy!r}")
     from robodyna.onboard.policy import OnnxPolicy
 
     u = env.unwrapped
@@ -121,7 +126,7 @@ def record(
                 it = tqdm(it, desc=f"record {u.robot_spec.name}", unit="ep")
             for _ in it:
                 ep_seed = int(seed) * 1_000_003 + w.next_episode_index
-                if policy in ("random", "scripted"):  # actions depend on (seed, episode index) only
+                if policy in ("random", "scripted", "oracle"):  # actions depend on (seed, episode index) only
                     pol, _, _ = make_policy(policy, env, ep_seed)
                 obs, info = env.reset(seed=ep_seed)
                 w.begin_episode({

@@ -171,6 +171,22 @@ class MujocoRobot(SimRobot):
         out[:n] = d.qpos[self._qadr]
         out[n : 2 * n] = d.qvel[self._dadr]
 
+    def model_at(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        m = self.model
+        kin = getattr(self, "_kin", None)
+        if kin is None:
+            kin = self._kin = mujoco.MjData(m)
+        kin.qpos[:] = self.data.qpos
+        kin.qpos[self._qadr] = np.asarray(qpos, dtype=np.float64)
+        kin.qvel[:] = 0.0
+        mujoco.mj_forward(m, kin)
+        full = np.zeros((m.nv, m.nv))
+        mujoco.mj_fullM(m, kin, full)
+        d = self._dadr
+        ee = kin.site_xpos[self._site] if self._site >= 0 else kin.xpos[self._body]
+        grav = kin.qfrc_bias[d] - kin.qfrc_gravcomp[d]  # the torque gravity asks of the actuators
+        return ee.copy(), full[d][:, d].copy(), np.array(grav, dtype=np.float64)
+
     def warnings(self) -> list[str]:
         """Engine warnings raised so far (e.g. instability, contact buffer overflow)."""
         out = []

@@ -195,12 +195,35 @@ class PybulletRobot(SimRobot):
         ee = p.getLinkState(self.body, self._ee, computeForwardKinematics=True, physicsClientId=self._cid)[4]
         return RobotState(q, qd, np.asarray(ee, dtype=np.float64), self._time)
 
+    def model_at(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kin = getattr(self, "_kin", None)
+        if kin is None:  # a second DIRECT client with the same URDF: the simulated body is never touched
+            kin = self._kin = BulletClient(connection_mode=p.DIRECT)
+            base = list(self.cfg.engines["pybullet"].base_position_m)
+            self._kin_body = kin.loadURDF(str(self.model_path), basePosition=base, useFixedBase=True,
+                                          flags=p.URDF_USE_INERTIA_FROM_FILE)
+            kin.setGravity(0, 0, -9.81)
+        body, q = self._kin_body, np.asarray(qpos, dtype=np.float64)
+        for i, qi in zip(self._idx, q.tolist()):
+            kin.resetJointState(body, i, qi, 0.0)
+        qs = [kin.getJointState(body, i)[0] for i in self._movable]
+        zeros = [0.0] * len(qs)
+        full = np.asarray(kin.calculateMassMatrix(body, qs))
+        g = np.asarray(kin.calculateInverseDynamics(body, qs, zeros, zeros))
+        rows = self._grav_rows
+        ee = np.asarray(kin.getLinkState(body, self._ee, computeForwardKinematics=True)[4], dtype=np.float64)
+        grav = np.zeros(len(rows)) if self._gravity_comp else g[rows]
+        return ee, full[np.ix_(rows, rows)], grav
+
     def warnings(self) -> list[str]:
         """PyBullet reports no numerical warnings; divergence shows up as non-finite state."""
         q, qd = self._read()
         return [] if np.all(np.isfinite(q)) and np.all(np.isfinite(qd)) else ["non-finite joint state"]
 
     def close(self) -> None:
+        if getattr(self, "_kin", None) is not None:
+            self._kin.disconnect()
+            self._kin = None
         if getattr(self, "client", None) is not None:
             try:
                 self.client.disconnect()

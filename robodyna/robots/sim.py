@@ -85,3 +85,9 @@ class SimRobot(Robot):
 
     @abstractmethod
     def observe(self) -> RobotState: ...
+
+    # -- the engine's own model at a given configuration (for scripted controllers; never moves the robot) -------
+    @abstractmethod
+    def model_at(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(end-effector position [m], joint-space mass matrix [n, n], gravity torque [n]) of the engine's model at
+        ``qpos`` with zero velocity, computed on a separate copy of the model: the simulated state is untouched."""

@@ -140,3 +140,11 @@ def test_robot_yaml_safety_section_builds_the_filter_and_is_validated(tmp_path: 
         load_robot_config(robot_folder("reacher2"), ["safety.workspace_low_m=[0, 0, 0]"])
     with pytest.raises(ConfigError, match="safety.watchdog_timeout_ms"):
         load_robot_config(robot_folder("reacher2"), ["safety.watchdog_timeout_ms=-1"])
+
+
+def test_at_the_limit_exactly_no_outward_bound_survives_rounding() -> None:
+    """Hypothesis found q = 2.0 with margin 0.3828...: (q - (q_high - m)) / m rounded below 1 and left +1.1e-16."""
+    for m in (0.3828125, 0.1, 0.7, 1e-3):
+        lo, hi = soft_limit_bounds(np.array([2.0, -2.0]), np.array([-2.0, -2.0]), np.array([2.0, 2.0]), m,
+                                   np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+        assert hi[0] <= 0.0 and lo[1] >= 0.0, (m, lo, hi)

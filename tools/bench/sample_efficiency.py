@@ -3,6 +3,10 @@
 For every env x algo x seed, train with periodic deterministic evaluation and record the first real step at which
 the mean eval return reaches the env's threshold (runs stop there; ``inf`` if never within ``--max-steps``).
 Prints a table of medians and ratios (SB3 SAC steps / algo steps), writes JSON and a PNG of the eval curves.
+Return hides precision on reach tasks, so every evaluation also records the success rate (final distance under
+the task's tolerance) and the mean final distance; the table reports both at the last evaluation, and
+``--stop-on success --success-level 0.8`` measures steps to that success rate instead of to the return
+threshold. SB3 SAC runs on robodyna robots too (``--envs reacher2 panda --algos mbpo sb3``).
 Full runs take hours on 2 CPUs; run small with e.g. ``--seeds 1 --max-steps 1500 --envs reacher2``.
 """
 
@@ -25,7 +29,9 @@ from robodyna.learn.envs import make_env
 from robodyna.learn.mbpo import evaluate, train
 
 log = logging.getLogger("sample_efficiency")
-DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0}  # reacher2: a joint-PD oracle scores -5.7
+# reacher2: a joint-PD oracle scores -5.7 (the IK oracle, robodyna sim --policy oracle, -4.5). panda (150-step
+# episodes): the IK oracle scores -17.1, random actions -56.2 (20 episodes each).
+DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0, "panda": -20.0}
 ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1")
 # The SB3 baselines ratios are printed against: SB3 SAC as configured (its defaults: α from 1.0), and SB3 SAC with
 # α started at 0.1 like robodyna's Reacher-v5 preset (from 1.0 its α takes thousands of updates to fall).
@@ -48,9 +54,22 @@ def run_ours(algo: str, env: str, seed: int, args: argparse.Namespace, thr: floa
     cfg = load_algo_config(preset, env, over + extra)
     t0 = time.perf_counter()
     res = train(cfg, env, out / f"{env}_{algo}_{seed}", max_steps_for(algo, args), progress=False, tensorboard=False,
-                on_eval=lambda row: row["mean_return"] >= thr)
+                on_eval=lambda row: reached(row, thr, args))
     curve = [(int(e["step"]), float(e["mean_return"])) for e in res.evals]
-    return {"curve": curve, "seconds": time.perf_counter() - t0}
+    return {"curve": curve, "precision": [precision_of(e) for e in res.evals], "seconds": time.perf_counter() - t0}
+
+
+def precision_of(ev: dict[str, Any]) -> tuple[int, float, float]:
+    """(step, success rate, mean final distance [m]) of an evaluation row (NaN where the env reports none)."""
+    return (int(ev["step"]), float(ev.get("success_rate", math.nan)), float(ev.get("mean_final_distance_m", math.nan)))
+
+
+def reached(ev: dict[str, Any], thr: float, args: argparse.Namespace) -> bool:
+    """Whether a run stops at this evaluation: its return reached the threshold, or (``--stop-on success``) its
+    success rate reached ``--success-level``."""
+    if args.stop_on == "success":
+        return float(ev.get("success_rate", -1.0)) >= args.success_level
+    return float(ev["mean_return"]) >= thr
 
 
 def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init_alpha: float) -> dict[str, Any]:
@@ -60,7 +79,7 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init
     model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
                    gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{init_alpha:g}")
     silence_sb3_logger(model)
-    t0, steps, curve = time.perf_counter(), 0, []
+    t0, steps, curve, prec = time.perf_counter(), 0, [], []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
         model.learn(chunk, reset_num_timesteps=False)
@@ -68,9 +87,10 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init
         ev = evaluate(lambda o: model.predict(o, deterministic=True)[0], eval_env, args.eval_episodes,
                       seed=seed * 100_003 + steps)
         curve.append((steps, float(ev["mean_return"])))
-        if ev["mean_return"] >= thr:
+        prec.append(precision_of({**ev, "step": steps}))
+        if reached(ev, thr, args):
             break
-    return {"curve": curve, "seconds": time.perf_counter() - t0}
+    return {"curve": curve, "precision": prec, "seconds": time.perf_counter() - t0}
 
 
 def run_one(job: tuple[str, str, int, argparse.Namespace, float, Path]) -> dict[str, Any]:
@@ -83,6 +103,9 @@ def run_one(job: tuple[str, str, int, argparse.Namespace, float, Path]) -> dict[
         r = run_ours(algo, env, seed, args, thr, out)
     r["steps_to_threshold"] = steps_to(r["curve"], thr)
     r["seconds_to_threshold"] = r["seconds"] if math.isfinite(r["steps_to_threshold"]) else math.inf
+    r["steps_to_success"] = steps_to([(s, sr) for s, sr, _ in r["precision"]], args.success_level)
+    last = r["precision"][-1] if r["precision"] else (0, math.nan, math.nan)
+    r["final_success_rate"], r["final_distance_m"] = last[1], last[2]
     r.update(env=env, algo=algo, seed=seed)
     return r
 
@@ -114,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sb3-init-alpha", type=float, default=1.0,
                     help="initial entropy coefficient of the sb3 algo, tuned from there (SB3's default 1.0; "
                     "sb3-alpha0.1 always starts at 0.1)")
+    ap.add_argument("--stop-on", choices=["return", "success"], default="return",
+                    help="stop a run when its eval return reaches the threshold (default) or its success rate "
+                    "reaches --success-level")
+    ap.add_argument("--success-level", type=float, default=0.8,
+                    help="success rate whose first step is reported (steps to success), default 0.8")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -136,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     def record(r: dict[str, Any]) -> None:
         results.setdefault(r["env"], {}).setdefault(r["algo"], []).append(r)
         print(f"{r['env']:12s} {r['algo']:12s} seed {r['seed']}: steps to {thresholds[r['env']]:g} = "
-              f"{r['steps_to_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
+              f"{r['steps_to_threshold']:g}, to success {args.success_level:.0%} = {r['steps_to_success']:g}; "
+              f"last eval: success {r['final_success_rate']:.0%}, final distance "
+              f"{100 * r['final_distance_m']:.2f} cm ({r['seconds']:.0f} s)", flush=True)
 
     if args.jobs > 1:
         import multiprocessing as mp
@@ -169,6 +199,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{env:12s} {algo:12s} {steps:>8g} {row['steps_ratio_vs_sb3']:>7.2f} "
                   f"{row['steps_ratio_vs_sb3_alpha0.1']:>7.2f} {secs:>8.0f} {row['seconds_ratio_vs_sb3']:>7.2f} "
                   f"{row['seconds_ratio_vs_sb3_alpha0.1']:>7.2f}")
+    print(f"\nprecision (medians over seeds): real steps to success {args.success_level:.0%} (ratio sb3 / algo), and "
+          "success rate / mean final distance at each run's last evaluation")
+    print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'success':>8s} {'final cm':>9s}")
+    for env, per_algo in results.items():
+        for algo in [a for a in ALGOS if a in per_algo]:
+            runs = per_algo[algo]
+            st = float(np.median([r["steps_to_success"] for r in runs]))
+            sb3 = float(np.median([r["steps_to_success"] for r in per_algo.get("sb3", [])] or [math.nan]))
+            sr = float(np.median([r["final_success_rate"] for r in runs]))
+            fd = float(np.median([r["final_distance_m"] for r in runs]))
+            ratio = sb3 / st if math.isfinite(st) else math.nan
+            table[f"{env}/{algo}/success"] = {"median_steps_to_success": st, "steps_ratio_vs_sb3": ratio,
+                                              "median_final_success_rate": sr, "median_final_distance_m": fd}
+            print(f"{env:12s} {algo:12s} {st:>8g} {ratio:>7.2f} {sr:>8.0%} {100 * fd:>9.2f}")
     for level in args.also:
         print(f"\nmedian real steps to the easier level {level:g} (same runs)")
         for env, per_algo in results.items():

@@ -1,0 +1,47 @@
+"""A short panda MBPO run with the shipped preset improves the final distance over random actions (issue 17: it
+used to end further from the target than random: 35.5 cm against 34.4 cm, its return falling as it trained).
+
+3000 real steps: with the preset the final distance was 19.9 cm at 2000 steps, 15.0 at 3000, 5.2 at 5000
+(tools/bench/sample_efficiency.py, seed 0); at 2000 one run ended level with random (26.2 vs 26.4 cm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import robodyna
+from robodyna.learn.config import load_algo_config
+from robodyna.learn.mbpo import train
+
+STEPS = 3000
+EPISODES = 20
+
+
+def final_distances(policy, seeds: range) -> np.ndarray:  # type: ignore[no-untyped-def]
+    env = robodyna.make_env("panda")
+    out = []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(policy(obs))
+            done = term or trunc
+        out.append(info["final_distance_m"])
+    env.close()
+    return np.asarray(out)
+
+
+def test_short_panda_mbpo_run_improves_final_distance_over_random(tmp_path: Path) -> None:
+    cfg = load_algo_config("mbpo", "panda", ["seed=0", f"eval_every={STEPS}", "eval_episodes=1", "sac.num_threads=1",
+                                             "checkpoint_every=1000000"])
+    res = train(cfg, "panda", tmp_path / "run", STEPS, progress=False, tensorboard=False)
+    agent = res.agent
+    seeds = range(500, 500 + EPISODES)
+    learned = final_distances(lambda o: agent.act(o, deterministic=True), seeds)
+    rng = np.random.default_rng(0)
+    high = robodyna.make_env("panda").action_space.high
+    random = final_distances(lambda o: rng.uniform(-high, high), seeds)
+    msg = f"learned {100 * learned.mean():.1f} cm, random {100 * random.mean():.1f} cm (mean final distance)"
+    print(msg)
+    assert learned.mean() < 0.85 * random.mean(), msg
