@@ -8,8 +8,8 @@ import time
 
 
 def _loop(a: argparse.Namespace) -> int:
+    from robodyna.learn.mbpo import format_eval
     from robodyna.loop.config import load_loop_config
-    from robodyna.loop.report import _fmt
     from robodyna.loop.run import LoopRun
 
     t0 = time.monotonic()
@@ -24,8 +24,8 @@ def _loop(a: argparse.Namespace) -> int:
     print(f"loop {run.cfg.name}: {s['real_steps']} real steps, {s['rounds']} rounds, policy "
           f"v{s['sim_policy_version']} -> v{s['policy_version']} ({time.monotonic() - t0:.0f} s)")
     print(f"on the \"real\" robot ({ev['reality']}, {ev['episodes']} episodes):")
-    print(f"  sim-only: {_fmt(ev['sim_only'])}")
-    print(f"  adapted:  {_fmt(ev['adapted'])}")
+    print(f"  sim-only: {format_eval(ev['sim_only'])}")
+    print(f"  adapted:  {format_eval(ev['adapted'])}")
     print(f"report: {run.run_dir / 'report.md'}")
     if a.json:
         print(json.dumps(ev))

@@ -84,7 +84,7 @@ def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[s
 
 def format_eval(ev: dict[str, Any]) -> str:
     """One line: return mean ± std, and final distance / success rate when the env reports them."""
-    line = f"return {ev['mean_return']:8.3f} ± {ev['std_return']:.3f}"
+    line = f"return {ev['mean_return']:8.3f}" + (f" ± {ev['std_return']:.3f}" if "std_return" in ev else "")
     if "mean_final_distance_m" in ev:
         line += f" | final distance {100 * ev['mean_final_distance_m']:.2f} cm"
     if "success_rate" in ev:

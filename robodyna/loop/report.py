@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from robodyna.learn.mbpo import format_eval
+
 log = logging.getLogger(__name__)
 TIMING = ("rate_hz", "target_hz", "period_p50_us", "period_p99_us", "overhead_p99_us", "inference_p99_us",
           "deadline_misses", "interventions")
@@ -30,15 +32,6 @@ def _col(rows: list[dict[str, str]], key: str) -> np.ndarray:
         except ValueError:
             out.append(float("nan"))
     return np.asarray(out, np.float64)
-
-
-def _fmt(ev: dict[str, Any]) -> str:
-    s = f"return {ev.get('mean_return', float('nan')):.2f}"
-    if "mean_final_distance_m" in ev:
-        s += f", final distance {100 * ev['mean_final_distance_m']:.2f} cm"
-    if "success_rate" in ev:
-        s += f", success {100 * ev['success_rate']:.0f}%"
-    return s
 
 
 def controller_status(run_dir: Path) -> dict[str, Any]:
@@ -150,8 +143,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
            "`robodyna loop --resume` continues it)." if summary.get("error") else ""), "",
         "## Sim-only vs adapted on the \"real\" robot", "",
         f"Evaluation: {ev['episodes']} episodes each (not learnt from, not budgeted).", "",
-        f"- sim-only ({ev['sim_only']['policy']}): {_fmt(ev['sim_only'])}",
-        f"- adapted ({ev['adapted']['policy']}): {_fmt(ev['adapted'])}", "",
+        f"- sim-only ({ev['sim_only']['policy']}): {format_eval(ev['sim_only'])}",
+        f"- adapted ({ev['adapted']['policy']}): {format_eval(ev['adapted'])}", "",
         "![](plots/sim_only_vs_adapted.png)", "",
         "## Real robot during the loop", "",
         f"Real steps learnt from: {summary.get('real_steps')}; rounds: {summary.get('rounds')}; "
