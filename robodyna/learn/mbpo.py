@@ -44,8 +44,12 @@ class TrainResult:
     steps: int
     checkpoint: Path
     evals: list[dict[str, float]] = field(default_factory=list)
-    agent: SAC | None = None
     learner: Learner | None = None
+
+    @property
+    def agent(self) -> SAC | None:
+        """The learner's SAC agent (the trained policy)."""
+        return None if self.learner is None else self.learner.agent
 
 
 def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[str, Any]:
@@ -230,8 +234,7 @@ def train(
             logger.close()
         env.close()
         eval_env.close()
-    return TrainResult(run_dir=run_dir, steps=step, checkpoint=ckpt_path, evals=evals, agent=learner.agent,
-                       learner=learner)
+    return TrainResult(run_dir=run_dir, steps=step, checkpoint=ckpt_path, evals=evals, learner=learner)
 
 
 def read_init_data(path: str | Path, spec: Any, obs_names: list[str]) -> Batch:
