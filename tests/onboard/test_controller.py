@@ -196,9 +196,15 @@ def test_rejected_offers_say_why_and_leave_the_running_policy(tmp_path: Path, go
     assert st["policy_version"] == 1 and st["staged"] is None and len(st["rejections"]) == 6
 
 
+SLOW_TO_VERIFY = 200  # 512x512 products: verifying on 64 observations takes about 0.1 s, one tick a few ms
+
+
 def test_hot_swap_under_load_at_the_episode_boundary_without_a_missed_tick(tmp_path: Path) -> None:
     """Offers are verified on this (the caller's) thread while the loop runs; no tick during an offer or at a swap
-    starts late. Late ticks elsewhere would be the shared machine's doing and are not attributed to the swap."""
+    is delayed by the verification. The offered policies are slow to verify (a test inference on 64 observations
+    through a chain of large products takes several control periods), so verification on the control thread would
+    stretch a period by far more than the allowance; the allowance (half an offer) absorbs a shared machine's
+    scheduling noise. Late ticks elsewhere would be the machine's doing and are not attributed to the swap."""
     store = tmp_path / "s"
     spec, obs = SPEC, OBS  # reacher2's own 50 Hz
     c = Controller("reacher2", at(50, tmp_path), store, pace=True, episode_steps=10, trace=True)
@@ -208,8 +214,8 @@ def test_hot_swap_under_load_at_the_episode_boundary_without_a_missed_tick(tmp_p
         time.sleep(0.01)
     results, windows = [], []
     for v in (2, 3, 4):  # each offer parses, builds a session and runs a test inference while the loop runs
-        good_v, bad_v = make_policy(None, spec, obs, version=v, seed=v), make_policy(None, spec, obs, "nan",
-                                                                                     version=v + 10)
+        good_v = make_policy(None, spec, obs, "slow", version=v, seed=v, slow_layers=SLOW_TO_VERIFY)
+        bad_v = make_policy(None, spec, obs, "nan", version=v + 10)
         t = time.monotonic()
         results.append(_offer(c, good_v, v))
         _offer(c, bad_v, v + 10)  # rejected in between
@@ -221,6 +227,9 @@ def test_hot_swap_under_load_at_the_episode_boundary_without_a_missed_tick(tmp_p
     assert st["steps"] == 100 and st["policy_version"] == 4 and len(st["swaps"]) >= 2
     assert c.trace is not None
     period = 1 / 50
+    offer_s = min(b - a for a, b in windows)
+    assert offer_s > 3 * period, f"an offer took {offer_s * 1e3:.0f} ms: too quick to tell a blocked loop from noise"
+    allowed = period + offer_s / 2
     swapped = {s["episode"] for s in st["swaps"]}
     late = []
     for prev, cur in zip(c.trace[:-1], c.trace[1:]):
@@ -228,9 +237,9 @@ def test_hot_swap_under_load_at_the_episode_boundary_without_a_missed_tick(tmp_p
             continue  # a reset lies between episodes: not a control period
         during_offer = any(a - period <= cur[2] <= b + period for a, b in windows)
         swap_tick = cur[1] == 1 and cur[0] in swapped  # swaps happen before tick 0: tick 1 ends the first period
-        if (during_offer or swap_tick) and cur[2] - prev[2] > 1.5 * period:
+        if (during_offer or swap_tick) and cur[2] - prev[2] > allowed:
             late.append((cur[0], cur[1], round((cur[2] - prev[2]) * 1e3, 1)))
-    assert late == [], (late, st["loop"])
+    assert late == [], (late, round(allowed * 1e3, 1), st["loop"])
     tr = EpisodeStore(store).read()
     pv, ep, step = tr.extras["policy_version"], tr.episode_index, tr.step_index
     for e in np.unique(ep):  # one version per episode: swaps happen at the boundary only
