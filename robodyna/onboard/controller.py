@@ -113,7 +113,9 @@ class Controller:
         stats_every_s: loop statistics are logged this often (at episode boundaries) and at exit.
         verify_on_start: test the start policy on the first real observation like an offered one.
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
-        spin_us: sleep until this long before each deadline, then busy-wait (less wake-up latency, more CPU).
+        spin_us: sleep until this long before each deadline, run one throw-away inference on the latest
+            observation (warms the caches the sleep let go cold), then busy-wait: less wake-up latency and tick
+            overhead for more CPU. Default (``None``): 200 µs, at most a fifth of the period.
     """
 
     def __init__(
@@ -134,7 +136,7 @@ class Controller:
         stats_every_s: float = 5.0,
         verify_on_start: bool = True,
         trace: bool = False,
-        spin_us: float = 0.0,
+        spin_us: float | None = None,
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
@@ -154,7 +156,7 @@ class Controller:
     def _setup(self, policy: str | Path, record: str | Path | None, profile: Any, pace: bool,
                policy_dir: str | Path | None, swap_at: SwapAt, seed: int, episode_steps: int | None,
                flush_interval_s: float, stats_every_s: float, verify_on_start: bool, trace: bool,
-               spin_us: float) -> None:
+               spin_us: float | None) -> None:
         self.env = RobotEnv(self.robot, self.cfg, "reach", reality_name=profile.name if profile else "")
         self.spec = self.robot.spec
         self.obs_names = list(self.env.obs_names)
@@ -178,7 +180,8 @@ class Controller:
         self.verify_on_start = verify_on_start
         self.trace: list[tuple[int, int, float, int, np.ndarray, str]] | None = [] if trace else None
         self.stats = LoopStats(self.period_s)
-        self.deadlines = Deadlines(self.period_s, pace, spin_s=spin_us * 1e-6)
+        self.spin_s = min(200e-6, self.period_s / 5) if spin_us is None else spin_us * 1e-6
+        self.deadlines = Deadlines(self.period_s, pace, spin_s=self.spin_s)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._more = threading.Condition(self._lock)
@@ -441,8 +444,16 @@ class Controller:
         last_flush = _mono()
         dl.restart()
         stats.break_period()
+        last_obs = obs0[None]
+
+        def warm() -> None:
+            try:
+                self.policy.session.run(None, {self.policy._input: last_obs})
+            except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
+                pass
+
         for k in range(horizon + 1):
-            deadline = dl.wait()
+            deadline = dl.wait(warm)
             t0 = _mono()
             self._beat = t0
             fault = ""
@@ -459,6 +470,7 @@ class Controller:
                     if pending is not None:
                         self._record(pending, nobs, fns, k == horizon)
                     obs = nobs
+                    last_obs = nobs[None]
                 pending = None
             if k == horizon or stop.is_set():
                 if k < horizon:

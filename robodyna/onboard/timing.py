@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,16 +33,22 @@ class Deadlines:
         """Start a new grid now (after a reset, whose duration is not part of the control loop)."""
         self.next_s = monotonic()
 
-    def wait(self) -> float:
-        """Wait for the next deadline and return it. Unpaced: return immediately (same bookkeeping)."""
+    def wait(self, warm: Callable[[], object] | None = None) -> float:
+        """Wait for the next deadline and return it. Unpaced: return immediately (same bookkeeping).
+
+        With ``spin_s``: sleep until ``spin_s`` before the deadline, call ``warm`` (e.g. one throw-away inference,
+        which brings the policy's weights and code back into the caches after the sleep), then busy-wait."""
         d = self.next_s
         if self.pace:
             now = monotonic()
             rest = d - now - self.spin_s
             if rest > 0:
                 time.sleep(rest)
-            while self.spin_s > 0 and monotonic() < d:
-                pass
+            if self.spin_s > 0:
+                if warm is not None and rest > 0:
+                    warm()
+                while monotonic() < d:
+                    pass
         return d
 
     def advance(self, finished_s: float) -> None:

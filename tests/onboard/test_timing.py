@@ -31,3 +31,20 @@ def test_stats_summarise_the_last_ticks_of_the_ring() -> None:
     s.break_period()  # the first tick after a reset has no period
     s.tick(1.0, 1e-6)
     assert s.summary(0)["period_p99_us"] == pytest.approx(1000.0)
+
+
+def test_spin_window_warms_up_once_after_the_sleep_and_returns_at_the_deadline() -> None:
+    import time
+
+    calls: list[float] = []
+    d = Deadlines(0.02, pace=True, spin_s=0.005)
+    d.next_s = time.monotonic() + 0.015
+    got = d.wait(lambda: calls.append(time.monotonic()))
+    now = time.monotonic()
+    assert len(calls) == 1 and calls[0] < got  # warmed before the deadline, not after it
+    assert now >= got  # busy-waited up to the deadline
+    d.next_s = time.monotonic() - 0.001  # already late: no sleep, hence no warm-up (the tick is due now)
+    d.wait(lambda: calls.append(time.monotonic()))
+    assert len(calls) == 1
+    Deadlines(0.02, pace=False, spin_s=0.005).wait(lambda: calls.append(0.0))  # unpaced: never waits nor warms
+    assert len(calls) == 1

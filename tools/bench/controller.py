@@ -5,7 +5,9 @@
    vs a numpy forward pass of the same weights. The three outputs are checked to agree.
 2. The controller (``robodyna.onboard.controller.Controller``) on reacher2 (MuJoCo), paced in real time, recording
    into a store, at each ``--hz``: tick overhead (everything but physics and the wait: observe, record, inference,
-   filter, send's checks, flush; p50/p99 in µs) and deadline misses over ``--seconds``.
+   filter, send's checks, flush; p50/p99 in µs) and deadline misses over ``--seconds``. Each rate runs twice in
+   the same process: with the controller's pre-deadline warm-up (``--spin-us``, default the controller's own) and
+   without it (spin 0: sleep to the deadline), and the ratio of their overhead p99 is printed.
 
 Goal (issue 13): tick overhead p99 <= 100 µs and < 0.5 % deadline misses at 1 kHz. Prints a table, writes JSON.
 """
@@ -98,7 +100,8 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
     return res
 
 
-def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float = 0.0) -> dict[str, float]:
+def bench_controller(robot: str, hz: float, seconds: float, tmp: Path,
+                     spin_us: float | None = None) -> dict[str, float]:
     spec = spec_at(robot, hz)
     path = export_policy(make_agent(spec), spec, reach_obs_names(spec), tmp / f"policy-{hz:g}.onnx", policy_version=1)
     c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
@@ -106,7 +109,7 @@ def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: 
     steps = int(seconds * hz)
     st = c.run(steps=steps)
     loop = st["loop"]
-    return {"hz": hz, "ticks": loop["ticks"], "overhead_p50_us": loop["overhead_p50_us"],
+    return {"hz": hz, "spin_us": c.spin_s * 1e6, "ticks": loop["ticks"], "overhead_p50_us": loop["overhead_p50_us"],
             "overhead_p99_us": loop["overhead_p99_us"], "period_p50_us": loop["period_p50_us"],
             "period_p99_us": loop["period_p99_us"], "jitter_us": loop["jitter_us"],
             "inference_p50_us": loop["inference_p50_us"], "inference_p99_us": loop["inference_p99_us"],
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hz", type=float, nargs="+", default=[500.0, 1000.0])
     ap.add_argument("--seconds", type=float, default=60.0, help="controller run per rate")
     ap.add_argument("--inference-calls", type=int, default=20000)
-    ap.add_argument("--spin-us", type=float, default=0.0, help="controller busy-waits this long before a deadline")
+    ap.add_argument("--spin-us", type=float, default=None,
+                    help="controller warms up and busy-waits this long before a deadline (default: the controller's)")
     ap.add_argument("--json-out", default="out/controller_bench.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -137,15 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         for k, (p50, p99) in inf.items():
             print(f"  {k:12s} p50 {p50:7.1f} us   p99 {p99:7.1f} us")
         runs = []
-        for hz in args.hz:
-            r = bench_controller(args.robot, hz, args.seconds, tmp, args.spin_us)
+        for hz, spin in [(hz, spin) for hz in args.hz for spin in (args.spin_us, 0.0)]:
+            r = bench_controller(args.robot, hz, args.seconds, tmp / f"spin{spin}", spin)
             runs.append(r)
-            print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced (spin {args.spin_us:g} us), recording: "
+            print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced (spin {r['spin_us']:g} us), recording: "
                   f"tick overhead p50 "
                   f"{r['overhead_p50_us']:.0f} us p99 {r['overhead_p99_us']:.0f} us; period p50 "
                   f"{r['period_p50_us']:.0f} p99 {r['period_p99_us']:.0f} us (jitter {r['jitter_us']:.0f} us); "
                   f"deadline misses {r['deadline_misses']} ({r['deadline_miss_pct']:.3f} %); watchdog holds "
                   f"{r['watchdog_holds']}; rows dropped {r['record_dropped']}")
+    for a, b in zip(runs[::2], runs[1::2]):
+        print(f"{a['hz']:g} Hz: overhead p99 with warm-up / without: {a['overhead_p99_us'] / b['overhead_p99_us']:.2f}")
     write_json(args.json_out, {"inference_us": {k: {"p50": v[0], "p99": v[1]} for k, v in inf.items()},
                                "controller": runs})
     return 0
