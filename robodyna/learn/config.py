@@ -68,6 +68,11 @@ class EnsembleConfig:
     logvar_min_init: float = -10.0
     bound_penalty: float = field(default=0.01, metadata={"ge": 0})
     bootstrap: bool = True
+    # input/output standardisation: re-estimated from the data at every fit ("every_fit"), or kept from the first
+    # fit on ("first_fit"; a model warm-started from simulation then keeps the simulation data's wide statistics
+    # instead of those of a few real episodes, whose near-constant columns, e.g. a handful of targets, would
+    # standardise every other value far out of range and void the warm start)
+    normalizer: Literal["every_fit", "first_fit"] = "every_fit"
 
     def __post_init__(self) -> None:
         if self.n_elites > self.n_members:

@@ -203,13 +203,14 @@ class DynamicsEnsemble:
         hold, train = perm[:n_hold], perm[n_hold:]
         xt, yt = torch.from_numpy(x_all[train]), torch.from_numpy(y_all[train])
         xh, yh = torch.from_numpy(x_all[hold]), torch.from_numpy(y_all[hold])
-        with torch.no_grad():
-            self.net.in_mean.copy_(xt.mean(0))
-            std = xt.std(0) if len(xt) > 1 else torch.ones_like(xt[0])
-            self.net.in_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
-            self.net.out_mean.copy_(yt.mean(0))
-            ystd = yt.std(0) if len(yt) > 1 else torch.ones_like(yt[0])
-            self.net.out_std.copy_(ystd.clamp(min=1e-6))  # constant targets: (almost) no sampling noise
+        if not (self.cfg.normalizer == "first_fit" and self.fitted):
+            with torch.no_grad():
+                self.net.in_mean.copy_(xt.mean(0))
+                std = xt.std(0) if len(xt) > 1 else torch.ones_like(xt[0])
+                self.net.in_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+                self.net.out_mean.copy_(yt.mean(0))
+                ystd = yt.std(0) if len(yt) > 1 else torch.ones_like(yt[0])
+                self.net.out_std.copy_(ystd.clamp(min=1e-6))  # constant targets: (almost) no sampling noise
         ytn = (yt - self.net.out_mean) / self.net.out_std
         n_train = len(xt)
         if cfg.bootstrap:

@@ -117,3 +117,32 @@ def test_early_stopping_on_nll_learns_where_the_data_is_noisy_and_mse_stopping_d
     assert stds["nll"][:2].max() < 0.05 and 0.2 < stds["nll"][2:].min() < 0.4, stds["nll"]
     # stopping on the mean's error restores early weights whose variance has not separated the two regions
     assert stds["mse"][2:].min() / stds["mse"][:2].max() < 2.0, stds["mse"]
+
+
+def _goal_data(n: int, rng: np.random.Generator, goals: np.ndarray) -> Batch:
+    """A joint moved by its action, beside a goal column copied unchanged (a reach task's target)."""
+    q = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    g = goals[rng.integers(len(goals), size=n)].reshape(-1, 1).astype(np.float32)
+    a = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    obs = np.concatenate([q, g], 1)
+    nxt = np.concatenate([q + 0.3 * a + 0.2 * np.sin(3 * q), g], 1)
+    return Batch.create(obs, a, -np.abs(q[:, 0] - g[:, 0]), nxt, np.zeros(n, bool), np.zeros(n, bool))
+
+
+def test_refit_on_a_few_episodes_keeps_the_warm_model_where_the_normalizer_is_kept() -> None:
+    """A model warm-started on wide data (many goals) and refit on a few episodes (two goals: a near-constant
+    column) still predicts across all goals when its normaliser is kept from the first fit; re-estimated from the
+    few episodes, the goal column is standardised far out of range everywhere else and the warm start is lost."""
+    wide = _goal_data(3000, np.random.default_rng(0), np.random.default_rng(1).uniform(-1, 1, 500))
+    few = _goal_data(300, np.random.default_rng(2), np.array([0.1, 0.12]))
+    test = _goal_data(500, np.random.default_rng(3), np.random.default_rng(4).uniform(-1, 1, 500))
+    err = {}
+    for mode in ("every_fit", "first_fit"):
+        rng = np.random.default_rng(5)
+        ens = DynamicsEnsemble(2, 1, small_cfg(normalizer=mode), seed=0)
+        ens.fit(wide, rng)
+        before = np.abs(ens.step(test.obs, test.action, rng, deterministic=True)[0] - test.next_obs).mean()
+        ens.fit(few, rng)
+        err[mode] = np.abs(ens.step(test.obs, test.action, rng, deterministic=True)[0] - test.next_obs).mean()
+    assert before < 0.05, before
+    assert err["first_fit"] < 0.05 and err["every_fit"] > 5 * err["first_fit"], (before, err)  # 0.016 vs 0.35

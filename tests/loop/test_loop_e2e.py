@@ -30,7 +30,7 @@ CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
 
 FAST = [
     f"stage1.checkpoint={CKPT}",
-    "trainer.algo_overrides=[ensemble.max_fit_seconds=3,rollout_batch=5000,updates_per_step=5]",
+    "trainer.algo_overrides=[ensemble.max_fit_seconds=3,rollout_batch=5000,updates_per_step=5,model_train_every=100]",
     "timeout_s=300",
 ]
 
@@ -69,6 +69,10 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     assert accepted and all(r["accepted"] == "1" for r in accepted)
     rec = EpisodeStore(tmp_path / "run" / "controller" / "record").read()
     assert len(np.unique(rec.extras["policy_version"])) >= 3  # the controller ran the pushed versions
+    # no SAC update before the first model refit on real data (200 rows) filled the model buffer
+    pushed = rows(tmp_path / "run" / "trainer" / "policies.csv")
+    assert all(int(r["updates"]) == 0 for r in pushed if int(r["real_steps"]) < 200), pushed
+    assert any(int(r["updates"]) > 0 for r in pushed), pushed
     report = (tmp_path / "run" / "report.md").read_text()
     assert "sim-only" in report and (tmp_path / "run" / "plots" / "drift_signals.png").stat().st_size > 1000
 
