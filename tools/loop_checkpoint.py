@@ -10,6 +10,14 @@ identity and config, so ``load_checkpoint`` checks it like any checkpoint. The s
     python tools/loop_checkpoint.py RUN/last.pt configs/loops/checkpoints/reacher2_sim.pt
 
 (its policy, 30 episodes: 2.54 cm final distance, 23% within the 1.5 cm tolerance in nominal simulation).
+
+A model-free stage 1 (SAC) gets its dynamics model fitted on the run's own simulation buffer first::
+
+    robodyna train --robot reacher2 --algo sac --steps 60000 --set goal_relabel_ratio=0.5 \
+        --set achieved_goal_ratio=0.5 --run-dir RUN
+    python tools/loop_checkpoint.py RUN/last.pt OUT.pt --add-model mbpo --robot reacher2 --set ensemble.max_epochs=30
+
+(60k steps: 1.40 cm, 65 % within tolerance, 20 episodes; the model fit on ~35k rows took 11 min on a busy core).
 """
 
 from __future__ import annotations
@@ -44,9 +52,43 @@ def strip(src: str, dst: str) -> None:
                           "learner": learner})
 
 
+def add_model(src: str, dst: str, robot: str, algo: str, overrides: list[str]) -> None:
+    """Copy of checkpoint ``src`` (a model-free run: SAC agent + its real buffer) with a dynamics model of ``algo``'s
+    preset fitted on that buffer, written to ``dst`` (then :func:`strip` it). The agent is loaded unchanged (its
+    observation normaliser included); the model is fitted once, on simulation data only."""
+    from robodyna.learn.buffers import ReplayBuffer
+    from robodyna.learn.config import load_algo_config
+    from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
+    from robodyna.learn.learner import Learner
+
+    st = read_checkpoint(src)
+    env = make_env(robot)
+    spec, names, fns, ep = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env), episode_steps_for_env(env)
+    env.close()
+    cfg = load_algo_config(algo, robot, overrides)
+    lr = Learner(cfg, spec, names, fns, ep, name=robot)
+    lr.agent.load_state_dict(st["learner"]["sac"])
+    buf = ReplayBuffer(1, len(names), spec.act_dim)
+    buf.load_state_dict(st["learner"]["real_buffer"])
+    assert lr.model is not None, f"{algo} has no model"
+    rep = lr.model.fit(buf.all(), lr.rng)
+    print(f"model fitted on {rep.n_train} + {rep.n_holdout} held-out simulation transitions: {rep.epochs} epochs "
+          f"({rep.stopped_by}), val mse {min(rep.val_mse):.2e}..{max(rep.val_mse):.2e}")
+    learner = {**st["learner"], "model": lr.state_dict()["model"]}
+    save_checkpoint(dst, {"meta": {**st["meta"], "model_fitted_by": f"tools/loop_checkpoint.py --add-model {algo}"},
+                          "config": st["config"], "learner": learner})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src")
     ap.add_argument("dst")
+    ap.add_argument("--add-model", metavar="ALGO", help="fit ALGO's dynamics model on SRC's buffer first (SAC runs)")
+    ap.add_argument("--robot", help="the robot (with --add-model)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="algo override (with --add-model)")
     a = ap.parse_args()
-    strip(a.src, a.dst)
+    if a.add_model:
+        add_model(a.src, a.dst + ".full", a.robot, a.add_model, a.overrides)
+        strip(a.dst + ".full", a.dst)
+    else:
+        strip(a.src, a.dst)

@@ -6,12 +6,15 @@ import argparse
 import json
 import time
 
+from robodyna.cli.args import quiet_libraries
+
 
 def _loop(a: argparse.Namespace) -> int:
     from robodyna.learn.mbpo import format_eval
     from robodyna.loop.config import load_loop_config
     from robodyna.loop.run import LoopRun
 
+    quiet_libraries(again=True)  # importing torch reset its loggers' levels (the sim policy's export logged)
     t0 = time.monotonic()
     if a.resume:
         run = LoopRun.resume(a.resume)
