@@ -34,8 +34,8 @@ def _half(sd: dict[str, Any]) -> dict[str, Any]:
     return {k: v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in sd.items()}
 
 
-def strip(src: str, dst: str) -> None:
-    st = read_checkpoint(src)
+def strip(st: dict[str, Any], source: str) -> dict[str, Any]:
+    """The small copy of checkpoint state ``st``: SAC agent and model in float16, no optimizer moments, no buffers."""
     lr = st["learner"]
     sac = dict(lr["sac"])
     for k in ("actor", "critic", "critic_target"):
@@ -48,35 +48,35 @@ def strip(src: str, dst: str) -> None:
         model["optim"] = {**model["optim"], "state": {}}
     learner = {k: lr[k] for k in ("version", "config", "counters", "start_steps", "k", "run_id")}
     learner.update(sac=sac, model=model, real_buffer=None, model_buffer=None)
-    save_checkpoint(dst, {"meta": {**st["meta"], "stripped_from": str(src)}, "config": st["config"],
-                          "learner": learner})
+    return {"meta": {**st["meta"], "stripped_from": source}, "config": st["config"], "learner": learner}
 
 
-def add_model(src: str, dst: str, robot: str, algo: str, overrides: list[str]) -> None:
-    """Copy of checkpoint ``src`` (a model-free run: SAC agent + its real buffer) with a dynamics model of ``algo``'s
-    preset fitted on that buffer, written to ``dst`` (then :func:`strip` it). The agent is loaded unchanged (its
-    observation normaliser included); the model is fitted once, on simulation data only."""
+def add_model(st: dict[str, Any], robot: str, algo: str, overrides: list[str]) -> dict[str, Any]:
+    """Checkpoint state ``st`` of a model-free run (SAC agent + its real buffer) with a dynamics model of ``algo``'s
+    preset fitted on that buffer. The agent is loaded unchanged (its observation normaliser included); the model is
+    fitted once, on simulation data only."""
     from robodyna.learn.buffers import ReplayBuffer
     from robodyna.learn.config import load_algo_config
     from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
     from robodyna.learn.learner import Learner
 
-    st = read_checkpoint(src)
+    if st["learner"].get("real_buffer") is None:
+        raise SystemExit("--add-model: the checkpoint holds no real buffer to fit the model on (a stripped one?)")
     env = make_env(robot)
     spec, names, fns, ep = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env), episode_steps_for_env(env)
     env.close()
     cfg = load_algo_config(algo, robot, overrides)
     lr = Learner(cfg, spec, names, fns, ep, name=robot)
+    if lr.model is None:
+        raise SystemExit(f"--add-model {algo}: that preset has no dynamics model")
     lr.agent.load_state_dict(st["learner"]["sac"])
     buf = ReplayBuffer(1, len(names), spec.act_dim)
     buf.load_state_dict(st["learner"]["real_buffer"])
-    assert lr.model is not None, f"{algo} has no model"
     rep = lr.model.fit(buf.all(), lr.rng)
     print(f"model fitted on {rep.n_train} + {rep.n_holdout} held-out simulation transitions: {rep.epochs} epochs "
           f"({rep.stopped_by}), val mse {min(rep.val_mse):.2e}..{max(rep.val_mse):.2e}")
-    learner = {**st["learner"], "model": lr.state_dict()["model"]}
-    save_checkpoint(dst, {"meta": {**st["meta"], "model_fitted_by": f"tools/loop_checkpoint.py --add-model {algo}"},
-                          "config": st["config"], "learner": learner})
+    return {**st, "meta": {**st["meta"], "model_fitted_by": f"tools/loop_checkpoint.py --add-model {algo}"},
+            "learner": {**st["learner"], "model": lr.model.state_dict()}}
 
 
 if __name__ == "__main__":
@@ -87,8 +87,9 @@ if __name__ == "__main__":
     ap.add_argument("--robot", help="the robot (with --add-model)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="algo override (with --add-model)")
     a = ap.parse_args()
+    if a.add_model and not a.robot:
+        ap.error("--add-model needs --robot")
+    state = read_checkpoint(a.src)
     if a.add_model:
-        add_model(a.src, a.dst + ".full", a.robot, a.add_model, a.overrides)
-        strip(a.dst + ".full", a.dst)
-    else:
-        strip(a.src, a.dst)
+        state = add_model(state, a.robot, a.add_model, a.overrides)
+    save_checkpoint(a.dst, strip(state, str(a.src)))
