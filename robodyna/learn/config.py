@@ -26,6 +26,10 @@ Period = int | str
 _PERIOD_RE = r"(\d+(?:\.\d+)?)\s*(episodes?|s)"
 _PERIOD_HELP = "must be a whole number of transitions, 'N episodes' or 'T s' (seconds of robot time)"
 _PERIOD: dict[str, Any] = {"ge": 1, "pattern": _PERIOD_RE, "pattern_help": _PERIOD_HELP}
+#: What ``"auto"`` means on a goal task: half of every SAC batch gets other goals, half of those the goal the
+#: transition reached (HER's "future"-style hits teach precision). Measured on reacher2, seeds 0-2, real steps to
+#: return -6: 3750/4500/3750 with these, 4250/4500/8000 without (README, "Presets that work on an untuned robot").
+AUTO_GOAL_RELABEL = {"goal_relabel_ratio": 0.5, "achieved_goal_ratio": 0.5}
 PERIOD_FIELDS = ("start_steps", "epoch_length", "model_train_every", "rollout_every", "eval_every",
                  "checkpoint_every", "log_every")
 
@@ -132,8 +136,10 @@ class AlgoConfig:
     model_buffer_eviction: Literal["fifo", "flush_on_refit"] = "fifo"
     real_ratio: float = field(default=0.05, metadata={"ge": 0, "le": 1})
     updates_per_step: int = field(default=20, metadata={"ge": 0})
-    goal_relabel_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # HER-style, goal tasks only
-    achieved_goal_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # of those: the reached goal
+    # HER-style relabelling (Andrychowicz et al. 2017, §3.3), goal tasks only; "auto": AUTO_GOAL_RELABEL on a task
+    # that declares its goals, 0 on any other (resolved by :meth:`for_task`)
+    goal_relabel_ratio: float | Literal["auto"] = field(default=0.0, metadata={"ge": 0, "le": 1})
+    achieved_goal_ratio: float | Literal["auto"] = field(default=0.0, metadata={"ge": 0, "le": 1})  # the reached goal
     # fraction of every SAC batch moved into a random equivalent frame of the task (tasks with a symmetry only)
     symmetry_augment_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
@@ -152,7 +158,7 @@ class AlgoConfig:
         e0, e1, k0, k1 = self.rollout_schedule
         if e1 < e0 or k0 < 1 or k1 < 1:
             raise ConfigError("", "rollout_schedule", list(self.rollout_schedule), "need epoch1 >= epoch0, k >= 1")
-        if self.achieved_goal_ratio > 0 and self.goal_relabel_ratio == 0:
+        if self.achieved_goal_ratio not in ("auto", 0) and self.goal_relabel_ratio == 0:
             raise ConfigError("", "achieved_goal_ratio", self.achieved_goal_ratio,
                               "a share of the relabelled rows: needs goal_relabel_ratio > 0")
 
@@ -161,6 +167,18 @@ class AlgoConfig:
         resolved: dict[str, Any] = {f: period_steps(getattr(self, f), episode_steps, control_hz)
                                     for f in PERIOD_FIELDS if getattr(self, f) is not None}
         return dataclasses.replace(self, **resolved)
+
+    def for_task(self, has_goals: bool) -> AlgoConfig:
+        """This config with every ``"auto"`` task option decided for a task that does (not) declare its goals."""
+        auto: dict[str, Any] = {f: (AUTO_GOAL_RELABEL[f] if has_goals else 0.0)
+                for f in AUTO_GOAL_RELABEL if getattr(self, f) == "auto"}
+        return dataclasses.replace(self, **auto) if auto else self
+
+    def ratio(self, name: str) -> float:
+        v = getattr(self, name)
+        if not isinstance(v, float):
+            raise ValueError(f"{name}={v!r} is not decided for a task yet (AlgoConfig.for_task)")
+        return v
 
     def steps(self, name: str) -> int:
         v = getattr(self, name)

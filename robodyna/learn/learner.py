@@ -94,7 +94,7 @@ class Learner:
                  episode_steps: int, name: str | None = None, rng: np.random.Generator | None = None,
                  logger: RunLogger | None = None) -> None:
         self.name = name or spec.name
-        self.cfg = cfg = cfg.in_steps(episode_steps, spec.control_hz)
+        self.cfg = cfg = cfg.in_steps(episode_steps, spec.control_hz).for_task(supports_goal_relabel(task_fns))
         self.spec, self.obs_names, self.task_fns = spec, list(obs_names), task_fns
         self.episode_steps = int(episode_steps)
         check_task_options(cfg, task_fns, self.name)
@@ -252,8 +252,9 @@ class Learner:
             # model rows only once the model buffer holds at least a batch (never overfit a handful of rows)
             ratio = c.real_ratio if self.model_buf is not None and len(self.model_buf) >= bs else 1.0
             batches = sample_mixed(self.real, self.model_buf, bs, ratio, self.rng, n_batches=g)
-            if c.goal_relabel_ratio > 0:
-                batches = relabel_goals(batches, self.task_fns, c.goal_relabel_ratio, self.rng, c.achieved_goal_ratio)
+            if c.ratio("goal_relabel_ratio") > 0:
+                batches = relabel_goals(batches, self.task_fns, c.ratio("goal_relabel_ratio"), self.rng,
+                                        c.ratio("achieved_goal_ratio"))
             if c.symmetry_augment_ratio > 0:
                 batches = augment_symmetry(batches, self.task_fns, c.symmetry_augment_ratio, self.rng)
             for i in range(g):

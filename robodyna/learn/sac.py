@@ -302,6 +302,7 @@ class SAC:
             "optim": self.optim.state_dict(),
             "n_updates": self.n_updates,
             "dims": (self.obs_dim, self.act_dim),
+            "critic_layer_norm": self.critic.layer_norm,
             "low": self.low.copy(),
             "high": self.high.copy(),
         }
@@ -311,6 +312,12 @@ class SAC:
             raise ValueError(
                 f"SAC checkpoint has obs/action dims {tuple(state['dims'])}, expected {(self.obs_dim, self.act_dim)}"
             )
+        # LayerNorm has no weights here, so the critic's state loads either way and silently computes another
+        # function: refuse the mismatch (checkpoints from before this key say nothing and are not checked)
+        ln = state.get("critic_layer_norm")
+        if ln is not None and bool(ln) != self.critic.layer_norm:
+            raise ValueError(f"SAC checkpoint has critic_layer_norm={bool(ln)}, this config "
+                             f"sac.critic_layer_norm={self.critic.layer_norm}")
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])

@@ -84,6 +84,24 @@ class _Episode:
     steps: int
 
 
+#: The network shapes a warm start must keep: the simulation checkpoint's, whatever the preset says today (a preset
+#: whose defaults changed after the checkpoint was made still warm-starts from it).
+WARM_START_SHAPES = ("sac.hidden", "sac.layers", "sac.critic_layer_norm", "ensemble.n_members",
+                     "ensemble.n_elites", "ensemble.hidden", "ensemble.layers", "model_inputs")
+
+
+def warm_start_shapes(path: str | Path, spec: Any, obs_names: list[str]) -> list[str]:
+    """``--set`` overrides that give a new learner the network shapes of the checkpoint it warm-starts from."""
+    cfg = load_checkpoint(path, spec, obs_names)["learner"]["config"]
+    out = []
+    for key in WARM_START_SHAPES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        out.append(f"{key}={json.dumps(node)}")
+    return out
+
+
 class TrainerService:
     """Receive real data from robots, learn from it with the :class:`Learner`, push signed policies.
 
@@ -115,7 +133,11 @@ class TrainerService:
         # a model warm-started from simulation keeps the simulation data's standardisation: re-estimated from the
         # first few real episodes it voids the warm start (issue 15: in nominal "reality" the policy went from
         # 2.2 to 9.7 cm after the first refit; kept, 2.5 cm); the config's own overrides come after and win
-        keep = ["ensemble.normalizer=first_fit"] if init_checkpoint is not None and cfg.warm_start != "fresh" else []
+        keep: list[str] = []
+        if init_checkpoint is not None and cfg.warm_start != "fresh":
+            keep = ["ensemble.normalizer=first_fit"]
+            shapes_of = self.out / "learner.pt" if (self.out / "learner.pt").exists() else Path(init_checkpoint)
+            keep += warm_start_shapes(shapes_of, self.spec, self.obs_names)
         algo = load_algo_config(cfg.algo, robot, [*keep, *cfg.algo_overrides, f"seed={seed}",
                                                   f"sac.num_threads={cfg.num_threads}"])
         self.learner = Learner(algo, self.spec, self.obs_names, self.task_fns, self.episode_steps, name=robot)

@@ -81,10 +81,10 @@ def test_an_edited_robot_folder_copy_gets_its_robots_preset_section(tmp_path: Pa
     from robodyna.learn.config import load_algo_config
     from tests.cli.conftest import REPO
 
-    copy = tmp_path / "my_reacher"
-    shutil.copytree(REPO / "robots" / "reacher2", copy)
-    assert preset_key(str(copy)) == "reacher2" and preset_key("reacher2") == "reacher2"
-    assert load_algo_config("mbpo", preset_key(str(copy))).goal_relabel_ratio == 0.5  # mbpo.yaml robots.reacher2
+    copy = tmp_path / "my_panda"
+    shutil.copytree(REPO / "robots" / "panda", copy)
+    assert preset_key(str(copy)) == "panda" and preset_key("panda") == "panda"
+    assert load_algo_config("mbpo", preset_key(str(copy))).start_steps == 500  # mbpo.yaml robots.panda
 
 
 @pytest.mark.parametrize(("robot_set", "field"), [("control_hz=25", "control_hz"),

@@ -125,9 +125,9 @@ def test_checkpoint_for_another_robot_or_obs_layout_is_refused(tmp_path: Path) -
 
 
 def test_config_robot_sections_merge_and_typos_fail_at_load(tmp_path: Path) -> None:
-    cfg = load_algo_config("mbpo", "reacher2", ["real_ratio=0.1"])
-    assert cfg.goal_relabel_ratio == 0.5 and cfg.real_ratio == 0.1 and cfg.ensemble.n_members == 7
-    assert load_algo_config("mbpo").goal_relabel_ratio == 0.0
+    cfg = load_algo_config("mbpo", "panda", ["real_ratio=0.1"])
+    assert cfg.start_steps == 500 and cfg.real_ratio == 0.1 and cfg.ensemble.n_members == 7
+    assert load_algo_config("mbpo").start_steps == "5 episodes"
     assert load_algo_config("mbpo", "Reacher-v5").rollout_batch == 100000
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: mbpo\nrobots:\n  arm:\n    updates_per_stepp: 3\n")

@@ -78,6 +78,21 @@ def test_goal_relabelling_is_refused_for_a_task_without_goals(tmp_path) -> None:
         train(cfg, "Pendulum-v1", tmp_path, 20, progress=False, tensorboard=False)
 
 
+def test_auto_goal_relabelling_is_half_on_a_goal_task_and_off_on_a_task_without_goals() -> None:
+    from robodyna.learn.envs import episode_steps_for_env, obs_names_for_env, spec_for_env
+    from robodyna.learn.learner import Learner
+
+    for algo in ("mbpo", "sac"):
+        cfg = load_algo_config(algo, None, ["start_steps=10"])
+        assert cfg.goal_relabel_ratio == cfg.achieved_goal_ratio == "auto"
+        for env_id, want in (("reacher2", 0.5), ("Pendulum-v1", 0.0)):
+            env = robodyna.make_env(env_id, seed=0)
+            lr = Learner(cfg, spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env),
+                         episode_steps_for_env(env), name=env_id)
+            env.close()
+            assert (lr.cfg.goal_relabel_ratio, lr.cfg.achieved_goal_ratio) == (want, want), (algo, env_id)
+
+
 @pytest.mark.parametrize("env_id", ["Reacher-v5", "reacher2"])
 def test_achieved_goal_relabelling_puts_the_goal_where_the_arm_ended(env_id: str) -> None:
     env = robodyna.make_env(env_id, seed=0)
@@ -94,7 +109,7 @@ def test_achieved_goals_without_goal_relabelling_are_a_config_error() -> None:
     from robodyna.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"achieved_goal_ratio.*0\.5.*needs goal_relabel_ratio > 0"):
-        load_algo_config("mbpo", None, ["achieved_goal_ratio=0.5"])
+        load_algo_config("mbpo", None, ["goal_relabel_ratio=0", "achieved_goal_ratio=0.5"])
 
 
 def test_a_goal_task_without_an_achieved_goal_function_does_not_support_relabelling() -> None:

@@ -28,3 +28,48 @@ def test_learner_state_with_empty_model_buffer_round_trips(tmp_path: Path) -> No
         assert len(lr2.model_buf) == 0 and np.array_equal(lr2.counters()["real"], 0)
     finally:
         env.close()
+
+
+def test_warm_start_keeps_the_checkpoint_network_shapes_when_the_preset_defaults_changed() -> None:
+    """The shipped stage-1 checkpoint has critics without LayerNorm; the mbpo preset now adds it by default."""
+    import pytest
+
+    from robodyna.learn.checkpoint import load_checkpoint
+    from robodyna.loop.trainer import warm_start_shapes
+
+    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+    env = make_env("reacher2")
+    try:
+        spec, names = spec_for_env(env), obs_names_for_env(env)
+        shapes = warm_start_shapes(ckpt, spec, names)
+        assert "sac.critic_layer_norm=false" in shapes
+        state = load_checkpoint(ckpt, spec, names)["learner"]
+        args = (spec, names, task_fns_for_env(env), episode_steps_for_env(env))
+        preset = load_algo_config("mbpo", "reacher2", ["sac.compile=false"])
+        assert preset.sac.critic_layer_norm
+        assert Learner(preset, *args).agent.critic.layer_norm
+        lr = Learner(load_algo_config("mbpo", "reacher2", [*shapes, "sac.compile=false"]), *args)
+        lr.agent.load_state_dict(state["sac"])
+        assert not lr.agent.critic.layer_norm  # the function the checkpoint's critic was trained as
+        assert lr.model is not None
+        lr.model.load_state_dict(state["model"])
+        # a checkpoint that says which critic it has is refused by the other (LayerNorm has no weights to clash)
+        saved = lr.agent.state_dict()
+        with pytest.raises(ValueError, match="critic_layer_norm=False, this config sac.critic_layer_norm=True"):
+            Learner(preset, *args).agent.load_state_dict(saved)
+    finally:
+        env.close()
+
+
+def test_trainer_service_warm_starts_the_shipped_checkpoint_with_its_own_critic(tmp_path: Path) -> None:
+    from robodyna.loop.trainer import ServiceConfig, TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false"])
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=ckpt)
+    assert not svc.learner.agent.critic.layer_norm and svc.learner.cfg.ensemble.normalizer == "first_fit"
+    fresh = TrainerService("reacher2", tmp_path / "fresh", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
+    assert fresh.learner.agent.critic.layer_norm  # the preset's own default

@@ -20,19 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from _common import silence_sb3_logger  # tools/bench/ is on sys.path when run as a script
 
 from robodyna.learn.config import load_algo_config
-from robodyna.learn.envs import make_env
+from robodyna.learn.envs import make_env, task_fns_for_env
 from robodyna.learn.mbpo import evaluate, train
 
 log = logging.getLogger("sample_efficiency")
 # reacher2: a joint-PD oracle scores -5.7 (the IK oracle, robodyna sim --policy oracle, -4.5). panda (150-step
 # episodes): the IK oracle scores -17.1, random actions -56.2 (20 episodes each).
 DEFAULT_THRESHOLDS = {"Reacher-v5": -5.0, "reacher2": -6.0, "panda": -20.0}
-ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1")
+ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1", "sb3-her")
 # The SB3 baselines ratios are printed against: SB3 SAC as configured (its defaults: α from 1.0), and SB3 SAC with
 # α started at 0.1 like robodyna's Reacher-v5 preset (from 1.0 its α takes thousands of updates to fall).
 SB3_INIT_ALPHA = {"sb3-alpha0.1": 0.1}
@@ -72,19 +73,65 @@ def reached(ev: dict[str, Any], thr: float, args: argparse.Namespace) -> bool:
     return float(ev["mean_return"]) >= thr
 
 
-def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init_alpha: float) -> dict[str, Any]:
+class GoalDictEnv(gym.Wrapper):
+    """A robodyna reach env as a goal env for SB3's ``HerReplayBuffer`` (the same task knowledge our goal
+    relabelling uses): the observation split into ``observation`` (joints and end effector), ``achieved_goal`` (the
+    end effector) and ``desired_goal`` (the target); ``compute_reward`` is the task's reward for any goal (the
+    distance term recomputed, the action cost carried in ``info``)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.i = i = 2 * task_fns_for_env(env).n_joints
+        box = env.observation_space
+        part = {"observation": slice(0, i + 3), "achieved_goal": slice(i, i + 3), "desired_goal": slice(i + 3, i + 6)}
+        self.observation_space = gym.spaces.Dict(
+            {k: gym.spaces.Box(box.low[s], box.high[s], dtype=np.float32) for k, s in part.items()})
+        self._parts = part
+
+    def split(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: np.asarray(obs[s], np.float32) for k, s in self._parts.items()}
+
+    def reset(self, **kw: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kw)
+        return self.split(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        nxt, r, term, trunc, info = self.env.step(action)
+        d = float(np.linalg.norm(nxt[self.i : self.i + 3] - nxt[self.i + 3 : self.i + 6]))
+        info["action_cost"] = -float(r) - d
+        return self.split(nxt), r, term, trunc, info
+
+    def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
+        d = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
+        cost = (np.array([i["action_cost"] for i in info]) if isinstance(info, (list, np.ndarray))
+                else info["action_cost"])
+        return (-d - cost).astype(np.float32)
+
+
+def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init_alpha: float,
+            her: bool = False) -> dict[str, Any]:
+    """SB3 SAC; ``her``: with its ``HerReplayBuffer`` (future goals, 4 per transition: SB3's defaults)."""
     from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3 import HerReplayBuffer
 
     env, eval_env = make_env(env_name), make_env(env_name)
-    model = SB3SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=args.sb3_learning_starts,
-                   gamma=args.sb3_gamma, tau=args.sb3_tau, ent_coef=f"auto_{init_alpha:g}")
+    kw: dict[str, Any] = {}
+    if her:
+        env = GoalDictEnv(env)
+        kw = {"replay_buffer_class": HerReplayBuffer,
+              "replay_buffer_kwargs": {"n_sampled_goal": 4, "goal_selection_strategy": "future",
+                                       "copy_info_dict": True}}  # the action cost rides in info
+    model = SB3SAC("MultiInputPolicy" if her else "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                   learning_starts=args.sb3_learning_starts, gamma=args.sb3_gamma, tau=args.sb3_tau,
+                   ent_coef=f"auto_{init_alpha:g}", **kw)
     silence_sb3_logger(model)
+    to_input = env.split if isinstance(env, GoalDictEnv) else (lambda o: o)
     t0, steps, curve, prec = time.perf_counter(), 0, [], []
     while steps < args.max_steps:
         chunk = min(args.eval_every, args.max_steps - steps)
         model.learn(chunk, reset_num_timesteps=False)
         steps += chunk
-        ev = evaluate(lambda o: model.predict(o, deterministic=True)[0], eval_env, args.eval_episodes,
+        ev = evaluate(lambda o: model.predict(to_input(o), deterministic=True)[0], eval_env, args.eval_episodes,
                       seed=seed * 100_003 + steps)
         curve.append((steps, float(ev["mean_return"])))
         prec.append(precision_of({**ev, "step": steps}))
@@ -98,7 +145,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace, float, Path]) -> dict[
     env, algo, seed, args, thr, out = job
     torch.set_num_threads(args.threads)
     if algo.startswith("sb3"):
-        r = run_sb3(env, seed, args, thr, SB3_INIT_ALPHA.get(algo, args.sb3_init_alpha))
+        r = run_sb3(env, seed, args, thr, SB3_INIT_ALPHA.get(algo, args.sb3_init_alpha), her=algo == "sb3-her")
     else:
         r = run_ours(algo, env, seed, args, thr, out)
     r["steps_to_threshold"] = steps_to(r["curve"], thr)
@@ -180,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             record(run_one(j))
     print(f"\nmedians over {len(seeds)} seeds (step caps: {args.max_steps}, model-based "
           f"{args.max_steps_model or args.max_steps}); ratios = baseline / algo (higher is better), against "
-          f"sb3 (x SB3) and sb3-alpha0.1 (x SB3α) where they ran")
-    print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'x SB3α':>7s} {'seconds':>8s} {'x SB3':>7s} "
-          f"{'x SB3α':>7s}")
+          f"sb3 (x SB3), sb3-alpha0.1 (x SB3α) and sb3-her (x HER: SB3 given the goal knowledge our relabelling uses) "
+          "where they ran")
+    print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'x SB3α':>7s} {'x HER':>7s} {'seconds':>8s} "
+          f"{'x SB3':>7s} {'x SB3α':>7s}")
     table = {}
     for env, per_algo in results.items():
         def med(algo: str, key: str, per_algo: dict[str, list[dict[str, Any]]] = per_algo) -> float:
@@ -191,13 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         for algo in [a for a in ALGOS if a in per_algo]:
             steps, secs = med(algo, "steps_to_threshold"), med(algo, "seconds_to_threshold")
             row: dict[str, float] = {"median_steps": steps, "median_seconds": secs}
-            for base, tag in (("sb3", "sb3"), ("sb3-alpha0.1", "sb3_alpha0.1")):
+            for base, tag in (("sb3", "sb3"), ("sb3-alpha0.1", "sb3_alpha0.1"), ("sb3-her", "sb3_her")):
                 for key, mine in (("steps", steps), ("seconds", secs)):
                     theirs = med(base, f"{key}_to_threshold")
                     row[f"{key}_ratio_vs_{tag}"] = theirs / mine if math.isfinite(mine) else math.nan
             table[f"{env}/{algo}"] = row
             print(f"{env:12s} {algo:12s} {steps:>8g} {row['steps_ratio_vs_sb3']:>7.2f} "
-                  f"{row['steps_ratio_vs_sb3_alpha0.1']:>7.2f} {secs:>8.0f} {row['seconds_ratio_vs_sb3']:>7.2f} "
+                  f"{row['steps_ratio_vs_sb3_alpha0.1']:>7.2f} {row['steps_ratio_vs_sb3_her']:>7.2f} {secs:>8.0f} "
+                  f"{row['seconds_ratio_vs_sb3']:>7.2f} "
                   f"{row['seconds_ratio_vs_sb3_alpha0.1']:>7.2f}")
     print(f"\nprecision (medians over seeds): real steps to success {args.success_level:.0%} (ratio sb3 / algo), and "
           "success rate / mean final distance at each run's last evaluation")
