@@ -28,7 +28,7 @@ _PERIOD_HELP = "must be a whole number of transitions, 'N episodes' or 'T s' (se
 _PERIOD: dict[str, Any] = {"ge": 1, "pattern": _PERIOD_RE, "pattern_help": _PERIOD_HELP}
 #: What ``"auto"`` means on a goal task: half of every SAC batch gets other goals, half of those the goal the
 #: transition reached (HER's "future"-style hits teach precision). Measured on reacher2, seeds 0-2, real steps to
-#: return -6: 3750/4500/3750 with these, 4250/4500/8000 without (README, "Presets that work on an untuned robot").
+#: return -6 with MBPO: 3750/4500/3750 with these, 4250/4500/8000 without (README, "Presets in episodes").
 AUTO_GOAL_RELABEL = {"goal_relabel_ratio": 0.5, "achieved_goal_ratio": 0.5}
 PERIOD_FIELDS = ("start_steps", "epoch_length", "model_train_every", "rollout_every", "eval_every",
                  "checkpoint_every", "log_every")
