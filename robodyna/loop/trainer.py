@@ -90,9 +90,8 @@ WARM_START_SHAPES = ("sac.hidden", "sac.layers", "sac.critic_layer_norm", "ensem
                      "ensemble.n_elites", "ensemble.hidden", "ensemble.layers", "model_inputs")
 
 
-def warm_start_shapes(path: str | Path, spec: Any, obs_names: list[str]) -> list[str]:
-    """``--set`` overrides that give a new learner the network shapes of the checkpoint it warm-starts from."""
-    cfg = load_checkpoint(path, spec, obs_names)["learner"]["config"]
+def warm_start_shapes(cfg: dict[str, Any]) -> list[str]:
+    """``--set`` overrides that give a new learner the network shapes of a checkpoint's learner ``config``."""
     out = []
     for key in WARM_START_SHAPES:
         node = cfg
@@ -133,11 +132,17 @@ class TrainerService:
         # a model warm-started from simulation keeps the simulation data's standardisation: re-estimated from the
         # first few real episodes it voids the warm start (issue 15: in nominal "reality" the policy went from
         # 2.2 to 9.7 cm after the first refit; kept, 2.5 cm); the config's own overrides come after and win
+        # each checkpoint is read once: the service's own state when resuming, else the stage-1 one to warm-start
+        state_path = self.out / "learner.pt"
+        saved = load_checkpoint(state_path, self.spec, self.obs_names) if state_path.exists() else None
+        warm: dict[str, Any] | None = None
         keep: list[str] = []
         if init_checkpoint is not None and cfg.warm_start != "fresh":
-            keep = ["ensemble.normalizer=first_fit"]
-            shapes_of = self.out / "learner.pt" if (self.out / "learner.pt").exists() else Path(init_checkpoint)
-            keep += warm_start_shapes(shapes_of, self.spec, self.obs_names)
+            if saved is not None:
+                shaped = saved["learner"]
+            else:
+                shaped = warm = load_checkpoint(init_checkpoint, self.spec, self.obs_names)["learner"]
+            keep = ["ensemble.normalizer=first_fit", *warm_start_shapes(shaped["config"])]
         algo = load_algo_config(cfg.algo, robot, [*keep, *cfg.algo_overrides, f"seed={seed}",
                                                   f"sac.num_threads={cfg.num_threads}"])
         self.learner = Learner(algo, self.spec, self.obs_names, self.task_fns, self.episode_steps, name=robot)
@@ -161,18 +166,16 @@ class TrainerService:
         self._sim_version = 0
         self._sig_updates = -1
         self._fresh_error = True  # the next newest-data error starts a new maximum
-        state = self.out / "learner.pt"
-        if state.exists():
-            self._load(state)
-        elif init_checkpoint is not None and cfg.warm_start != "fresh":
-            self._warm_start(init_checkpoint)
+        if saved is not None:
+            self._load(saved, state_path)
+        elif warm is not None:
+            self._warm_start(warm, str(init_checkpoint))
         self._catch_up()
         self.server = TrainerServer(bind, self.out / "store", TrainerKeys.load(keys_dir),
                                     expected=Identity.of(self.spec))
 
     # -- state ---------------------------------------------------------------------------------------------
-    def _warm_start(self, path: str | Path) -> None:
-        st = load_checkpoint(path, self.spec, self.obs_names)["learner"]
+    def _warm_start(self, st: dict[str, Any], path: str | Path) -> None:
         lr = self.learner
         lr.agent.load_state_dict(st["sac"])
         if lr.model is not None and st["model"] is not None:
@@ -195,8 +198,7 @@ class TrainerService:
                         "updates_at_export": self.updates_at_export},
         })
 
-    def _load(self, path: Path) -> None:
-        st = load_checkpoint(path, self.spec, self.obs_names)
+    def _load(self, st: dict[str, Any], path: Path) -> None:
         self.learner.load_state_dict(st["learner"])
         sv = st["service"]
         if sv.get("version") != SERVICE_STATE_VERSION:

@@ -41,9 +41,9 @@ def test_warm_start_keeps_the_checkpoint_network_shapes_when_the_preset_defaults
     env = make_env("reacher2")
     try:
         spec, names = spec_for_env(env), obs_names_for_env(env)
-        shapes = warm_start_shapes(ckpt, spec, names)
-        assert "sac.critic_layer_norm=false" in shapes
         state = load_checkpoint(ckpt, spec, names)["learner"]
+        shapes = warm_start_shapes(state["config"])
+        assert "sac.critic_layer_norm=false" in shapes
         args = (spec, names, task_fns_for_env(env), episode_steps_for_env(env))
         preset = load_algo_config("mbpo", "reacher2", ["sac.compile=false"])
         assert preset.sac.critic_layer_norm

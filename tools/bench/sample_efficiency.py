@@ -81,7 +81,8 @@ class GoalDictEnv(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        self.i = i = 2 * task_fns_for_env(env).n_joints
+        self.fns = task_fns_for_env(env)
+        i = 2 * self.fns.n_joints
         box = env.observation_space
         part = {"observation": slice(0, i + 3), "achieved_goal": slice(i, i + 3), "desired_goal": slice(i + 3, i + 6)}
         self.observation_space = gym.spaces.Dict(
@@ -97,8 +98,7 @@ class GoalDictEnv(gym.Wrapper):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         nxt, r, term, trunc, info = self.env.step(action)
-        d = float(np.linalg.norm(nxt[self.i : self.i + 3] - nxt[self.i + 3 : self.i + 6]))
-        info["action_cost"] = -float(r) - d
+        info["action_cost"] = -float(r) - float(self.fns.distance(nxt))
         return self.split(nxt), r, term, trunc, info
 
     def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
