@@ -444,11 +444,11 @@ class Controller:
         last_flush = _mono()
         dl.restart()
         stats.break_period()
-        last_obs = obs0[None]
+        last_obs = obs0
 
         def warm() -> None:
             try:
-                self.policy.session.run(None, {self.policy._input: last_obs})
+                self.policy.run_one(last_obs)
             except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
                 pass
 
@@ -470,7 +470,7 @@ class Controller:
                     if pending is not None:
                         self._record(pending, nobs, fns, k == horizon)
                     obs = nobs
-                    last_obs = nobs[None]
+                    last_obs = nobs
                 pending = None
             if k == horizon or stop.is_set():
                 if k < horizon:
@@ -487,8 +487,7 @@ class Controller:
                     self._n_recent += 1
                 ti = _mono()
                 try:
-                    out = self.policy.session.run(None, {self.policy._input: obs[None]})[0]
-                    raw = out[0] if out.shape[0] == 1 else out
+                    raw = self.policy.run_one(obs)
                 except Exception as exc:  # noqa: BLE001 - inference failure: hold
                     self._fault("inference", exc)
                     fault = "inference"

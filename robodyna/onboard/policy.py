@@ -75,6 +75,39 @@ class OnnxPolicy:
         self._input = self.session.get_inputs()[0].name
         self.obs_dim = len(self.obs_names)
         self.act_dim = len(self.action_low)
+        self._bind_single()
+
+    def _bind_single(self) -> None:
+        """Pre-bind one observation row and one action row for :meth:`run_one` (onnxruntime's IOBinding: no
+        per-call dict, input conversion or output allocation). Only when the graph declares a single float
+        output of shape ``[batch, act_dim]``; any other graph runs through ``session.run`` (so a wrong-shape
+        output still reaches the caller as it is)."""
+        self._x1 = np.zeros((1, self.obs_dim), np.float32)
+        self._y1 = np.zeros((1, self.act_dim), np.float32)
+        self._binding: ort.IOBinding | None = None
+        outs, ins = self.session.get_outputs(), self.session.get_inputs()
+        if len(outs) != 1 or len(ins) != 1 or outs[0].type != "tensor(float)" or ins[0].type != "tensor(float)":
+            return
+        shape = outs[0].shape
+        if len(shape) != 2 or shape[1] != self.act_dim or isinstance(shape[0], int) and shape[0] != 1:
+            return
+        b = self.session.io_binding()
+        b.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(self._x1))
+        b.bind_ortvalue_output(outs[0].name, ort.OrtValue.ortvalue_from_numpy(self._y1))
+        self._binding = b
+
+    def run_one(self, obs: np.ndarray) -> np.ndarray:
+        """The raw graph output for one observation ``[O]`` (the control loop's call; not thread-safe).
+
+        With the pre-bound buffers (see :meth:`_bind_single`) the result is a view of an internal row, valid
+        until the next call: copy it to keep it. Otherwise the graph's first output as ``session.run`` returns it
+        (``[A]`` for a batch of one, else the whole array, whatever its shape)."""
+        if self._binding is None:
+            out = self.session.run(None, {self._input: np.asarray(obs, np.float32).reshape(1, -1)})[0]
+            return out[0] if out.ndim >= 1 and out.shape[0] == 1 else out
+        self._x1[0] = obs
+        self.session.run_with_iobinding(self._binding)
+        return self._y1[0]
 
     @property
     def robot_name(self) -> str:

@@ -52,3 +52,34 @@ def test_a_policy_version_that_is_not_an_integer_is_refused_at_load(tmp_path: Pa
     onnx.save(model, str(src))
     with pytest.raises(PolicyMismatchError, match=r"p\.onnx: policy_version 'step300' is not a non-negative integer"):
         OnnxPolicy(src)
+
+
+def test_single_observation_path_gives_the_batched_result_for_every_new_observation(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.onboard.policies import make_policy, spec_and_obs
+
+    spec, obs_names = spec_and_obs()
+    path = tmp_path / "tanh.onnx"
+    make_policy(path, spec, obs_names, "tanh")
+    p = OnnxPolicy(path)
+    rng = np.random.default_rng(3)
+    seen = []
+    for _ in range(20):
+        o = rng.normal(0, 1, p.obs_dim).astype(np.float32)
+        a = p.run_one(o).copy()
+        np.testing.assert_array_equal(a, p(o))
+        seen.append(a)
+    assert len({tuple(a) for a in seen}) == 20  # each call saw its own observation (no stale bound input)
+
+
+def test_single_observation_path_returns_a_wrong_shape_output_as_it_is(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.onboard.policies import make_policy, spec_and_obs
+
+    spec, obs_names = spec_and_obs()
+    path = tmp_path / "wide.onnx"
+    make_policy(path, spec, obs_names, "wide")
+    out = OnnxPolicy(path).run_one(np.zeros(len(obs_names), np.float32))
+    assert out.shape == (spec.act_dim + 1,)  # the filter sees the extra output and refuses it

@@ -9,6 +9,11 @@
    the same process: with the controller's pre-deadline warm-up (``--spin-us``, default the controller's own) and
    without it (spin 0: sleep to the deadline), and the ratio of their overhead p99 is printed.
 
+3. The raw limit, in the same run: a paced loop on the same deadlines (same warm-up and busy-wait) whose only
+   work is the policy's inference (``OnnxPolicy.run_one``, the controller's call) on one observation. Its p99 is
+   what the machine's scheduling noise alone does to ~10 µs of work; the tick's overhead p99 is printed as a
+   ratio of it.
+
 Goal (issue 13): tick overhead p99 <= 100 µs and < 0.5 % deadline misses at 1 kHz. Prints a table, writes JSON.
 """
 
@@ -29,6 +34,7 @@ from robodyna.learn.export import export_policy
 from robodyna.learn.sac import SAC
 from robodyna.onboard.controller import Controller, rate_overrides
 from robodyna.onboard.policy import OnnxPolicy
+from robodyna.onboard.timing import Deadlines
 from robodyna.robots.registry import robot_folder
 from robodyna.spec import RobotSpec, load_robot_config
 from robodyna.tasks import reach_obs_names
@@ -94,6 +100,7 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
 
     res = {}
     res["onnxruntime"] = pct(timeit(lambda: sess.run(None, {name: o1})))
+    res["ort_run_one"] = pct(timeit(lambda: policy.run_one(o1[0])))  # pre-bound buffers (IOBinding)
     with torch.inference_mode():
         res["torch_eager"] = pct(timeit(lambda: det(t1)))
     res["numpy"] = pct(timeit(lambda: numpy_forward(o1)))
@@ -118,6 +125,22 @@ def bench_controller(robot: str, hz: float, seconds: float, tmp: Path,
             "watchdog_holds": loop["watchdog_faults"], "record_dropped": loop["record_dropped"]}
 
 
+def bench_floor(policy: OnnxPolicy, obs: np.ndarray, hz: float, seconds: float, spin_s: float) -> dict[str, float]:
+    """The raw limit: inference alone in a loop paced like the controller's (same Deadlines, warm-up, spin)."""
+    dl = Deadlines(1.0 / hz, True, spin_s=spin_s)
+    o = obs.astype(np.float32)
+    out = []
+    pc = time.perf_counter
+    for _ in range(int(seconds * hz)):
+        dl.wait(lambda: policy.run_one(o))
+        t = pc()
+        policy.run_one(o)
+        out.append(pc() - t)
+        dl.advance(time.monotonic())
+    p50, p99 = pct(out)
+    return {"hz": hz, "spin_us": spin_s * 1e6, "p50_us": p50, "p99_us": p99, "deadline_misses": dl.missed}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--robot", default="reacher2")
@@ -140,20 +163,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference, one observation, 256x256 SAC actor ({args.inference_calls} calls, 1 thread):")
         for k, (p50, p99) in inf.items():
             print(f"  {k:12s} p50 {p50:7.1f} us   p99 {p99:7.1f} us")
-        runs = []
+        runs, floors = [], []
         for hz, spin in [(hz, spin) for hz in args.hz for spin in (args.spin_us, 0.0)]:
             r = bench_controller(args.robot, hz, args.seconds, tmp / f"spin{spin}", spin)
             runs.append(r)
+            f = bench_floor(pol, obs, hz, args.seconds / 2, r["spin_us"] * 1e-6)
+            floors.append(f)
+            print(f"raw limit {hz:g} Hz (spin {f['spin_us']:g} us): inference alone in the paced loop p50 "
+                  f"{f['p50_us']:.0f} us p99 {f['p99_us']:.0f} us, {f['deadline_misses']} misses")
             print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced (spin {r['spin_us']:g} us), recording: "
                   f"tick overhead p50 "
                   f"{r['overhead_p50_us']:.0f} us p99 {r['overhead_p99_us']:.0f} us; period p50 "
                   f"{r['period_p50_us']:.0f} p99 {r['period_p99_us']:.0f} us (jitter {r['jitter_us']:.0f} us); "
                   f"deadline misses {r['deadline_misses']} ({r['deadline_miss_pct']:.3f} %); watchdog holds "
-                  f"{r['watchdog_holds']}; rows dropped {r['record_dropped']}")
+                  f"{r['watchdog_holds']}; rows dropped {r['record_dropped']}; overhead p99 / raw-limit p99 "
+                  f"{r['overhead_p99_us'] / f['p99_us']:.1f}")
     for a, b in zip(runs[::2], runs[1::2]):
         print(f"{a['hz']:g} Hz: overhead p99 with warm-up / without: {a['overhead_p99_us'] / b['overhead_p99_us']:.2f}")
     write_json(args.json_out, {"inference_us": {k: {"p50": v[0], "p99": v[1]} for k, v in inf.items()},
-                               "controller": runs})
+                               "controller": runs, "raw_limit": floors})
     return 0
 
 
