@@ -60,6 +60,9 @@ class ReachTaskConfig:
     reach_radius_m: float = field(default=0.0, metadata={"ge": 0})  # 0: no limit; else targets within this
     tolerance_m: float = field(default=0.015, metadata={"gt": 0})
     action_cost: float = field(default=0.1, metadata={"ge": 0})
+    # precision term: + precision_bonus * exp(-distance / precision_scale_m) per step (0: off)
+    precision_bonus: float = field(default=0.0, metadata={"ge": 0})
+    precision_scale_m: float = field(default=0.01, metadata={"gt": 0})
     episode_steps: int = field(default=50, metadata={"ge": 1})
     init_noise_rad: float = field(default=0.1, metadata={"ge": 0})
 

@@ -1,8 +1,11 @@
 """The ``reach`` task: move the end effector to a random target inside a workspace box.
 
 Observation: ``[qpos (n) rad, qvel (n) rad/s, ee_pos (3) m, target (3) m]``.
-Reward: ``-||ee - target|| - action_cost * ||a / a_max||^2`` computed from ``next_obs`` and ``action`` only,
-so a learned dynamics model can score its own rollouts (MBPO, Janner et al. 2019, §4: known reward).
+Reward: ``-d - action_cost * ||a / a_max||^2 + precision_bonus * exp(-d / precision_scale_m)`` with
+``d = ||ee - target||``, computed from ``next_obs`` and ``action`` only, so a learned dynamics model can score its
+own rollouts (MBPO, Janner et al. 2019, §4: known reward). The optional precision term (``precision_bonus > 0``)
+is steep only near the target: ``-d`` alone separates a policy that stops 1 cm off from one that hits by 0.01
+per step, below a critic's noise, while the exponential separates them by about ``precision_bonus / 2``.
 Precision is reported separately: ``info["final_distance_m"]`` and ``info["is_success"]`` (distance below
 ``tolerance_m``) at the end of every episode, because return hides precision.
 """
@@ -40,6 +43,9 @@ class ReachFns:
     # Joint limits from robot.yaml, for projecting model predictions (None: not known, no projection).
     joint_low_rad: tuple[float, ...] | None = None
     joint_high_rad: tuple[float, ...] | None = None
+    # precision term of the reward (see the module docstring); 0: off
+    precision_bonus: float = 0.0
+    precision_scale_m: float = 0.01
 
     def constrain(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Predicted next observations projected onto the robot's known constraints (for model rollouts).
@@ -106,7 +112,14 @@ class ReachFns:
 
     def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         a = np.asarray(action) / np.asarray(self.action_high)
-        return (-self.distance(next_obs) - self.action_cost * np.sum(a * a, axis=-1)).astype(np.float32)
+        d = self.distance(next_obs)
+        return np.asarray(-d - self.action_cost * np.sum(a * a, axis=-1) + self.precision(d)).astype(np.float32)
+
+    def precision(self, d: np.ndarray) -> np.ndarray:
+        """The reward's precision term at distance ``d`` [m] (0 when ``precision_bonus`` is 0)."""
+        if not self.precision_bonus:
+            return np.zeros_like(np.asarray(d, np.float64))
+        return self.precision_bonus * np.exp(-np.asarray(d) / self.precision_scale_m)
 
     def terminated(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         return np.zeros(np.asarray(next_obs).shape[:-1], dtype=bool)
@@ -125,7 +138,10 @@ class ReachFns:
         for a, h in zip(action.tolist(), self.action_high):
             a /= h
             cost += a * a
-        return float(np.float32(-d - self.action_cost * cost)), False, d
+        r = -d - self.action_cost * cost
+        if self.precision_bonus:
+            r += self.precision_bonus * math.exp(-d / self.precision_scale_m)
+        return float(np.float32(r)), False, d
 
     def success(self, obs: np.ndarray) -> np.ndarray:
         return self.distance(obs) < self.tolerance_m
@@ -139,6 +155,7 @@ def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
         spec.n_joints, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
         goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base_position(cfg, spec.engine),
         joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
+        precision_bonus=tc.precision_bonus, precision_scale_m=tc.precision_scale_m,
     )
 
 

@@ -47,3 +47,28 @@ def test_a_robot_task_with_another_action_cost_scores_differently() -> None:
     o = np.zeros((1, len(nominal.obs_names)), np.float32)
     a = np.full((1, nominal.spec.act_dim), nominal.spec.action_high[0], np.float32)
     assert costly.fns.reward(o, a, o)[0] < nominal.fns.reward(o, a, o)[0]
+
+
+def test_precision_term_is_in_the_env_reward_and_separates_near_misses_from_hits() -> None:
+    over = ["tasks.reach.precision_bonus=1.0", "tasks.reach.precision_scale_m=0.01"]
+    task, plain = robot_task("reacher2", overrides=over), robot_task("reacher2")
+    assert task.fns.precision_bonus == 1.0  # the override reaches the task functions
+    env = robodyna.make_env("reacher2", seed=5, overrides=over)
+    obs, _ = env.reset(seed=5)
+    rng = np.random.default_rng(2)
+    for _ in range(20):  # the env scores with the same term (step_values) as the task's vectorised reward
+        a = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        nxt, r, _, _, info = env.step(a)
+        expect = task.fns.reward(obs[None], info["applied_action"][None], nxt[None])[0]
+        assert r == pytest.approx(float(expect), abs=1e-5)
+        obs = nxt
+    env.close()
+    n = task.spec.n_joints
+    rows = np.zeros((2, len(task.obs_names)), np.float32)
+    rows[0, 2 * n] = 0.015  # end effector 1.5 cm from the target at the origin
+    rows[1, 2 * n] = 0.005  # 0.5 cm
+    a = np.zeros((2, task.spec.act_dim), np.float32)
+    gap, plain_gap = np.diff(task.fns.reward(rows, a, rows))[0], np.diff(plain.fns.reward(rows, a, rows))[0]
+    assert plain_gap == pytest.approx(0.01, abs=1e-6) and gap > 20 * plain_gap
+    for row, expect in zip(rows, task.fns.reward(rows, a, rows)):  # env.step's scalar scoring, near the target
+        assert task.fns.step_values(a[0], row)[0] == pytest.approx(float(expect), abs=1e-5)

@@ -98,14 +98,15 @@ class GoalDictEnv(gym.Wrapper):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         nxt, r, term, trunc, info = self.env.step(action)
-        info["action_cost"] = -float(r) - float(self.fns.distance(nxt))
+        d = self.fns.distance(nxt)
+        info["action_cost"] = -float(r) - float(d) + float(self.fns.precision(d))
         return self.split(nxt), r, term, trunc, info
 
     def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
         d = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
         cost = (np.array([i["action_cost"] for i in info]) if isinstance(info, (list, np.ndarray))
                 else info["action_cost"])
-        return (-d - cost).astype(np.float32)
+        return (-d - cost + self.fns.precision(d)).astype(np.float32)
 
 
 def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init_alpha: float,
