@@ -84,6 +84,7 @@ class GoalDictEnv(gym.Wrapper):
         self.fns = task_fns_for_env(env)
         i = 2 * self.fns.n_joints
         box = env.observation_space
+        assert isinstance(box, gym.spaces.Box)
         part = {"observation": slice(0, i + 3), "achieved_goal": slice(i, i + 3), "desired_goal": slice(i + 3, i + 6)}
         self.observation_space = gym.spaces.Dict(
             {k: gym.spaces.Box(box.low[s], box.high[s], dtype=np.float32) for k, s in part.items()})
@@ -100,7 +101,7 @@ class GoalDictEnv(gym.Wrapper):
         nxt, r, term, trunc, info = self.env.step(action)
         d = self.fns.distance(nxt)
         info["action_cost"] = -float(r) - float(d) + float(self.fns.precision(d))
-        return self.split(nxt), r, term, trunc, info
+        return self.split(nxt), float(r), term, trunc, info
 
     def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
         d = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
