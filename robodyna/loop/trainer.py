@@ -11,7 +11,8 @@
   current policy, until the real-step budget is spent.
 
 The learner is warm-started from a simulation checkpoint (its agent and model; optionally its real buffer) or
-starts fresh. Everything the service decides goes to CSV files in its directory; its state is checkpointed every
+starts fresh. Everything the service decides goes to CSV files in its directory, and its metrics against real
+steps to ``metrics.csv`` and TensorBoard (``tb/``); its state is checkpointed every
 round (``learner.pt``), and a restarted service re-ingests the rows its store holds beyond that checkpoint, so a
 crash of either side loses no real data.
 """
@@ -39,6 +40,7 @@ from robodyna.learn.checkpoint import load_checkpoint, read_checkpoint, save_che
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
+from robodyna.learn.logger import RunLogger
 from robodyna.learn.rollouts import branched_rollout
 from robodyna.loop.refresh import RefreshConfig, RefreshScheduler, model_error_ratio, policy_age, return_gap
 
@@ -66,6 +68,7 @@ class ServiceConfig:
     # refit period's few hundred real rows alone get updates_per_step updates each and overfit the sim critic.
     updates_wait_for_model: bool = True
     num_threads: int = 1
+    tensorboard: bool = True  # also write the service's metrics (metrics.csv always) as TensorBoard under tb/
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -145,7 +148,10 @@ class TrainerService:
             keep = ["ensemble.normalizer=first_fit", *warm_start_shapes(shaped["config"])]
         algo = load_algo_config(cfg.algo, robot, [*keep, *cfg.algo_overrides, f"seed={seed}",
                                                   f"sac.num_threads={cfg.num_threads}"])
-        self.learner = Learner(algo, self.spec, self.obs_names, self.task_fns, self.episode_steps, name=robot)
+        # metrics.csv (+ tb/): the learner's own (model fits, SAC) and the service's real/, drift/, refresh/, policy/
+        self.metrics = RunLogger(self.out, tensorboard=cfg.tensorboard)
+        self.learner = Learner(algo, self.spec, self.obs_names, self.task_fns, self.episode_steps, name=robot,
+                               logger=self.metrics)
         # no uniform exploration on the real robot, and the observation normaliser stays the simulation agent's
         # (the learner resets it when n_real reaches start_steps; 0 is never reached after a row)
         self.learner.start_steps = 0
@@ -189,6 +195,7 @@ class TrainerService:
         log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
 
     def _save(self) -> None:
+        self.metrics.flush()
         save_checkpoint(self.out / "learner.pt", {
             "meta": self.learner.meta(), "learner": self.learner.state_dict(),
             "service": {"version": SERVICE_STATE_VERSION, "ingested": dict(self.ingested),
@@ -282,6 +289,8 @@ class TrainerService:
                 "robot": robot, "episode": int(ep[s]), "policy_version": row.version, "return": row.ret,
                 "final_distance_m": row.final_distance_m, "success": row.success, "steps": row.steps,
                 "real_steps": self.real_steps, "round": self.round, "wall_s": time.time()})
+            self.metrics.scalars(self.real_steps, {"real/return": row.ret, "real/final_distance_m": dist,
+                                                   "real/success": row.success, "real/policy_version": row.version})
             s = e + 1
         rest = allr.columns()
         self._partial[robot] = [Transitions.from_columns({k: v[s:] for k, v in rest.items()})] if s < len(b) else []
@@ -311,8 +320,12 @@ class TrainerService:
     def _log_signals(self) -> None:
         lr = self.learner
         self._sig_updates = lr.n_updates
+        sig = self.signals()
+        self.metrics.scalars(self.real_steps, {**{f"drift/{k}": v for k, v in sig.items()},
+                                               "drift/new_error": self.last_new_error,
+                                               "drift/fitted_error": self.fitted_error})
         _append_csv(self.out / "signals.csv", {"real_steps": self.real_steps, "updates": lr.n_updates,
-                                                "policy_version": lr.policy_version, **self.signals(),
+                                                "policy_version": lr.policy_version, **sig,
                                                 "new_error": self.last_new_error, "fitted_error": self.fitted_error,
                                                 "fits": lr.n_fits, "wall_s": time.time()})
 
@@ -340,6 +353,7 @@ class TrainerService:
                                                            "real_steps": str(self.real_steps)})
         self.pushed_version = lr.policy_version
         self.updates_at_export = lr.n_updates
+        self.metrics.scalars(self.real_steps, {"policy/version": lr.policy_version, "policy/updates": lr.n_updates})
         _append_csv(self.out / "policies.csv", {"version": lr.policy_version, "round": self.round,
                                                  "real_steps": self.real_steps, "updates": lr.n_updates,
                                                  "reason": reason, "wall_s": time.time()})
@@ -410,6 +424,7 @@ class TrainerService:
             self._policy_results()
             summary = self.summary()
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            self.metrics.close()
             self.server.stop()
         return summary
 
@@ -442,6 +457,7 @@ class TrainerService:
                    **sig, "fitted_error": self.fitted_error, "new_error": self.last_new_error,
                    "wall_s": time.time()}
             self.scheduler.record(row)
+            self.metrics.scalars(self.real_steps, {"refresh/round": self.round, f"refresh/{reason}": value})
             self._fresh_error = True
             log.info("refresh round %d: %d episode(s) (%s = %.3g)", self.round, eps, reason, value)
         else:

@@ -73,6 +73,13 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     pushed = rows(tmp_path / "run" / "trainer" / "policies.csv")
     assert all(int(r["updates"]) == 0 for r in pushed if int(r["real_steps"]) < 200), pushed
     assert any(int(r["updates"]) > 0 for r in pushed), pushed
+    # the service's metrics against real steps: metrics.csv and TensorBoard, one real/ row per real episode
+    metrics = rows(tmp_path / "run" / "trainer" / "metrics.csv")
+    keys = {r["key"] for r in metrics}
+    assert {"real/final_distance_m", "drift/model_error_ratio", "policy/version", "model/train_loss"} <= keys, keys
+    n_eps = len(rows(tmp_path / "run" / "trainer" / "real_episodes.csv"))
+    assert sum(r["key"] == "real/return" for r in metrics) == n_eps > 0
+    assert any(p.stat().st_size > 0 for p in (tmp_path / "run" / "trainer" / "tb").glob("events.out.tfevents.*"))
     report = (tmp_path / "run" / "report.md").read_text()
     assert "sim-only" in report and (tmp_path / "run" / "plots" / "drift_signals.png").stat().st_size > 1000
 
