@@ -170,6 +170,7 @@ class TrainerService:
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
+        self._sim_fits = 0  # model fits the warm-start model had: a refit on this robot's data makes it more
         self._sig_updates = -1
         self._fresh_error = True  # the next newest-data error starts a new maximum
         if saved is not None:
@@ -192,6 +193,7 @@ class TrainerService:
             lr.real.load_state_dict(st["real_buffer"])
             lr.n_init = len(lr.real)
         lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
+        self._sim_fits = lr.n_fits
         log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
 
     def _save(self) -> None:
@@ -202,6 +204,7 @@ class TrainerService:
                         "version_rows": {str(k): v for k, v in self.version_rows.items()},
                         "real_steps": self.real_steps, "round": self.round, "fitted_error": self.fitted_error,
                         "updates_at_data": self.scheduler.updates_at_data, "sim_version": self._sim_version,
+                        "sim_fits": self._sim_fits,
                         "updates_at_export": self.updates_at_export},
         })
 
@@ -215,6 +218,7 @@ class TrainerService:
         self.real_steps, self.round = int(sv["real_steps"]), int(sv["round"])
         self.fitted_error, self._sim_version = float(sv["fitted_error"]), int(sv["sim_version"])
         self.scheduler.updates_at_data = int(sv["updates_at_data"])
+        self._sim_fits = int(sv.get("sim_fits", 0))
         self.updates_at_export = int(sv["updates_at_export"])
         log.info("resumed the trainer service at %d real steps, round %d, policy v%d", self.real_steps, self.round,
                  self.learner.policy_version)
@@ -429,9 +433,11 @@ class TrainerService:
         return summary
 
     def _may_update(self) -> bool:
+        """SAC may update (``updates_wait_for_model``): once the model has been refitted on this robot's data and
+        the model buffer holds a batch (rollouts of the warm simulation model alone do not count)."""
         lr = self.learner
         return (not self.cfg.updates_wait_for_model or lr.model_buf is None
-                or len(lr.model_buf) >= lr.cfg.sac.batch_size)
+                or (lr.n_fits > self._sim_fits and len(lr.model_buf) >= lr.cfg.sac.batch_size))
 
     def _data_arrived(self) -> None:
         lr = self.learner
