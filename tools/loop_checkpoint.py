@@ -54,7 +54,10 @@ def strip(st: dict[str, Any], source: str) -> dict[str, Any]:
 def add_model(st: dict[str, Any], robot: str, algo: str, overrides: list[str]) -> dict[str, Any]:
     """Checkpoint state ``st`` of a model-free run (SAC agent + its real buffer) with a dynamics model of ``algo``'s
     preset fitted on that buffer. The agent is loaded unchanged (its observation normaliser included); the model is
-    fitted once, on simulation data only."""
+    fitted once, on simulation data only. The learner config stored with the result is ``algo``'s with the run's
+    SAC network shapes, so a warm start (:func:`robodyna.loop.trainer.warm_start_shapes`) builds both networks
+    as they were saved."""
+    from robodyna.config import to_dict
     from robodyna.learn.buffers import ReplayBuffer
     from robodyna.learn.config import load_algo_config
     from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
@@ -65,7 +68,10 @@ def add_model(st: dict[str, Any], robot: str, algo: str, overrides: list[str]) -
     env = make_env(robot)
     spec, names, fns, ep = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env), episode_steps_for_env(env)
     env.close()
-    cfg = load_algo_config(algo, robot, overrides)
+    from robodyna.loop.trainer import warm_start_shapes
+
+    sac_shapes = [o for o in warm_start_shapes(st["learner"]["config"]) if o.startswith("sac.")]
+    cfg = load_algo_config(algo, robot, [*sac_shapes, *overrides])
     lr = Learner(cfg, spec, names, fns, ep, name=robot)
     if lr.model is None:
         raise SystemExit(f"--add-model {algo}: that preset has no dynamics model")
@@ -76,7 +82,7 @@ def add_model(st: dict[str, Any], robot: str, algo: str, overrides: list[str]) -
     print(f"model fitted on {rep.n_train} + {rep.n_holdout} held-out simulation transitions: {rep.epochs} epochs "
           f"({rep.stopped_by}), val mse {min(rep.val_mse):.2e}..{max(rep.val_mse):.2e}")
     return {**st, "meta": {**st["meta"], "model_fitted_by": f"tools/loop_checkpoint.py --add-model {algo}"},
-            "learner": {**st["learner"], "model": lr.model.state_dict()}}
+            "learner": {**st["learner"], "model": lr.model.state_dict(), "config": to_dict(lr.cfg)}}
 
 
 if __name__ == "__main__":

@@ -100,9 +100,11 @@ def test_achieved_goal_relabelling_puts_the_goal_where_the_arm_ended(env_id: str
     data = _collect(env, 60, seed=7)
     new = relabel_goals(data, fns, 1.0, np.random.default_rng(8), achieved_fraction=1.0)
     np.testing.assert_allclose(fns.achieved_goal(new.next_obs), fns.achieved_goal(data.next_obs), atol=1e-6)
-    # every row now ends exactly on its goal: without the action cost its reward (-distance) is zero
-    np.testing.assert_allclose(fns.reward(new.obs, np.zeros_like(new.action), new.next_obs), 0.0, atol=1e-5)
-    assert np.all(new.reward < 0) and np.all(new.reward > data.reward - 1e-6)  # only the action cost is left
+    # every row now ends exactly on its goal: without the action cost its reward is its value at distance zero
+    # (-distance = 0, plus the precision term's full bonus where the task has one: reacher2)
+    at_goal = float(getattr(fns, "precision_bonus", 0.0))
+    np.testing.assert_allclose(fns.reward(new.obs, np.zeros_like(new.action), new.next_obs), at_goal, atol=1e-5)
+    assert np.all(new.reward < at_goal) and np.all(new.reward > data.reward - 1e-6)  # only the action cost is off
 
 
 def test_achieved_goals_without_goal_relabelling_are_a_config_error() -> None:

@@ -51,7 +51,8 @@ def test_a_robot_task_with_another_action_cost_scores_differently() -> None:
 
 def test_precision_term_is_in_the_env_reward_and_separates_near_misses_from_hits() -> None:
     over = ["tasks.reach.precision_bonus=1.0", "tasks.reach.precision_scale_m=0.01"]
-    task, plain = robot_task("reacher2", overrides=over), robot_task("reacher2")
+    task = robot_task("reacher2", overrides=over)
+    plain = robot_task("reacher2", overrides=["tasks.reach.precision_bonus=0"])
     assert task.fns.precision_bonus == 1.0  # the override reaches the task functions
     env = robodyna.make_env("reacher2", seed=5, overrides=over)
     obs, _ = env.reset(seed=5)
