@@ -170,7 +170,7 @@ class TrainerService:
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
-        self._sim_fits = 0  # model fits the warm-start model had: a refit on this robot's data makes it more
+        self._sim_fits = 0  # fits of the warm-start model; SAC waits for one more (a refit on this robot's data)
         self._sig_updates = -1
         self._fresh_error = True  # the next newest-data error starts a new maximum
         if saved is not None:
