@@ -65,6 +65,9 @@ class ReachTaskConfig:
     precision_scale_m: float = field(default=0.01, metadata={"gt": 0})
     episode_steps: int = field(default=50, metadata={"ge": 1})
     init_noise_rad: float = field(default=0.1, metadata={"ge": 0})
+    # the last N actions sent to the robot, newest first, appended to the observation (0: none): with actuation
+    # latency the actions still in flight are part of the state, and a policy or a dynamics model sees them
+    action_history: int = field(default=0, metadata={"ge": 0, "le": 16})
 
     def __post_init__(self) -> None:
         for i, (lo, hi) in enumerate(zip(self.workspace_low_m, self.workspace_high_m)):

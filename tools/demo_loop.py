@@ -1,6 +1,6 @@
 """`make demo` (the sim-to-real loop): ``robodyna loop --config reacher2`` — the shipped reacher2 simulation
 checkpoint (stage 1, see ``tools/loop_checkpoint.py`` for the command that made it) adapted on the "real" robot
-(the ``weak`` reality profile) by the trainer service and the controller as two processes on a CURVE-secured
+(the ``laggy`` reality profile) by the trainer service and the controller as two processes on a CURVE-secured
 loopback link, budgeted in REAL steps (``trainer.real_step_budget``), so the result does not depend on how busy
 the machine is. Prints sim-only vs adapted on the "real" robot and where the report is.
 """

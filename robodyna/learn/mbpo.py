@@ -53,7 +53,8 @@ class TrainResult:
 
 
 def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[str, Any]:
-    """Run ``episodes`` episodes with ``policy(obs) -> action``; returns mean/std return, distance, success."""
+    """Run ``episodes`` episodes with ``policy(obs) -> action``; returns mean/std return, mean and median final
+    distance, success rate."""
     rng = np.random.default_rng(seed)
     returns, dists, succ, trajs = [], [], [], []
     for _ in range(episodes):
@@ -81,6 +82,7 @@ def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[s
     }
     if dists:
         out["mean_final_distance_m"] = float(np.mean(dists))
+        out["median_final_distance_m"] = float(np.median(dists))  # a few far misses move the mean a lot
     if succ:
         out["success_rate"] = float(np.mean(succ))
     return out
@@ -91,6 +93,8 @@ def format_eval(ev: dict[str, Any]) -> str:
     line = f"return {ev['mean_return']:8.3f}" + (f" ± {ev['std_return']:.3f}" if "std_return" in ev else "")
     if "mean_final_distance_m" in ev:
         line += f" | final distance {100 * ev['mean_final_distance_m']:.2f} cm"
+        if "median_final_distance_m" in ev:
+            line += f" (median {100 * ev['median_final_distance_m']:.2f})"
     if "success_rate" in ev:
         line += f" | success {100 * ev['success_rate']:.0f}%"
     return line

@@ -54,6 +54,8 @@ def branched_rollout(
     member that made it): the policy is steered away from where the model knows it is unsure, such as joint limits.
     With ``constrain`` (and a task that knows them, ``task_fns.constrain``) every prediction is projected onto
     the states the robot can reach — joint limits and kinematics from its model — before it is scored.
+    A task with an action history in its observation (``task_fns.action_history``) gets those columns set by
+    ``task_fns.push_action``, exactly.
     ``max_std`` drops (and stops) rows whose ``‖σ‖`` exceeds it: only confident predictions are kept (the masking
     of M2AC, Pan et al. 2020 §4, with an absolute threshold); dropped rows count as ``uncertain`` in ``stats``.
     ``stats`` (optional) receives ``members`` (per-step member arrays), ``alive`` (rows alive after each step),
@@ -65,6 +67,7 @@ def branched_rollout(
         raise ValueError("a policy is needed for rollouts longer than 1 step or without buffer actions")
     learned_reward = not has_reward_fn(task_fns)
     constrain = constrain and hasattr(task_fns, "constrain")
+    history = bool(getattr(task_fns, "action_history", 0))
     obs = start.obs
     out: list[Batch] = []
     members_log: list[np.ndarray] = []
@@ -80,6 +83,8 @@ def branched_rollout(
             assert policy is not None
             action = np.asarray(policy(obs, rng), dtype=np.float32)
         next_obs, model_reward, members, std = model.step_with_std(obs, action, rng)
+        if history:  # the actions in the observation are known, not predicted
+            next_obs = task_fns.push_action(obs, action, next_obs)
         if constrain:
             next_obs = task_fns.constrain(obs, next_obs)
         keep = np.ones(len(obs), np.bool_)

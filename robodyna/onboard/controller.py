@@ -430,6 +430,8 @@ class Controller:
         robot, fp, stats, dl = self.robot, self.filter, self.stats, self.deadlines
         writer, fns, trace = self.writer, self.env.task_fns, self.trace
         n, od, tat, target = self._n, self._obs_dim, self._target_at, self._target
+        hist = np.zeros(od - tat - 3, np.float32)  # actions sent, newest first (task action_history; hold at reset)
+        hat = tat + 3
         hold = fp.hold
         timeout = self.watchdog_timeout_s
         ring, rcap = self._recent, len(self._recent)
@@ -461,7 +463,8 @@ class Controller:
                 nobs = np.empty(od, np.float32)
                 try:
                     robot.observe_into(nobs)
-                    nobs[tat:] = target
+                    nobs[tat:hat] = target
+                    nobs[hat:] = hist
                 except Exception as exc:  # noqa: BLE001 - a driver that raises: hold, count, stop after N
                     self._fault("observe", exc)
                     fault = "observe"
@@ -518,6 +521,9 @@ class Controller:
             if te - deadline > timeout and not fault:
                 self._fault("driver_overrun", f"{(te - deadline) * 1e3:.2f} ms after the deadline")
                 fault = "driver_overrun"
+            if hist.size:  # what the robot was sent this tick: the hold action when the driver refused it
+                hist[n:] = hist[:-n].copy()
+                hist[:n] = applied if sent else hold
             if sent:
                 prev_applied = applied
                 if obs is not None:

@@ -20,7 +20,7 @@ INTERVENTION_CLAMPED = 1  # the applied action differs from the commanded one (c
 
 def obs_units(obs_names: list[str]) -> list[str]:
     """Units parsed from robodyna observation names (``joint0.pos_rad`` -> ``rad``)."""
-    table = {"_rad_s": "rad/s", "_rad": "rad", "_m_s": "m/s", "_m": "m"}
+    table = {"_rad_s": "rad/s", "_rad": "rad", "_m_s": "m/s", "_m": "m", "_Nm": "N*m"}
     out = []
     for n in obs_names:
         unit = next((u for suf, u in table.items() if n.endswith(suf)), "-")

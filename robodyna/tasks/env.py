@@ -38,7 +38,8 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         base = rt.fns.base_m
         self.task_fns = rt.fns
         self.obs_names = rt.obs_names
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2 * n + 6,), dtype=np.float32)
+        od = len(rt.obs_names)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(od,), dtype=np.float32)
         self.action_space = gym.spaces.Box(
             np.asarray(spec.action_low, dtype=np.float32), np.asarray(spec.action_high, dtype=np.float32)
         )
@@ -46,17 +47,21 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._base = np.asarray(base)
         self._sim = inner
         self._n = n
-        self._obs_dim = 2 * n + 6
+        self._obs_dim = od
         self._target_at = 2 * n + 3
+        # previous actions sent (newest first), the observation's last columns (task ``action_history``)
+        self._history = np.zeros(od - (2 * n + 6), dtype=np.float32)
         self._episode_steps = self.task_cfg.episode_steps
-        self._obs = np.zeros(2 * n + 6, dtype=np.float32)
+        self._obs = np.zeros(od, dtype=np.float32)
         self._target = np.zeros(3)
         self._t = 0
 
     def _make_obs(self) -> np.ndarray:
         o = np.empty(self._obs_dim, dtype=np.float32)
         self.robot.observe_into(o)
-        o[self._target_at :] = self._target
+        t = self._target_at
+        o[t : t + 3] = self._target
+        o[t + 3 :] = self._history
         return o
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -73,6 +78,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.robot.reset(qpos=q0, qvel=options.get("qvel"), seed=seed)
         self._t = 0
+        self._history[:] = 0.0  # the hold action
         self._obs = self._make_obs()
         n = self.robot_spec.n_joints
         info = {
@@ -85,6 +91,11 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         applied = self.robot.send_action(action)
+        h = self._history
+        if h.size:
+            m = len(applied)
+            h[m:] = h[:-m].copy()
+            h[:m] = applied
         obs = self._make_obs()
         fns = self.task_fns
         reward, terminated, dist = fns.step_values(applied, obs)

@@ -1,6 +1,7 @@
 """The ``reach`` task: move the end effector to a random target inside a workspace box.
 
-Observation: ``[qpos (n) rad, qvel (n) rad/s, ee_pos (3) m, target (3) m]``.
+Observation: ``[qpos (n) rad, qvel (n) rad/s, ee_pos (3) m, target (3) m]``, then (``action_history: N`` in
+``robot.yaml``) the last N actions sent to the robot, newest first (zeros after a reset: the hold action).
 Reward: ``-d - action_cost * ||a / a_max||^2 + precision_bonus * exp(-d / precision_scale_m)`` with
 ``d = ||ee - target||``, computed from ``next_obs`` and ``action`` only, so a learned dynamics model can score its
 own rollouts (MBPO, Janner et al. 2019, §4: known reward). The optional precision term (``precision_bonus > 0``)
@@ -17,13 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robodyna.spec import ReachTaskConfig, RobotConfig, RobotSpec
+from robodyna.spec import ACTION_UNITS, ReachTaskConfig, RobotConfig, RobotSpec
 
 
-def reach_obs_names(spec: RobotSpec) -> list[str]:
-    """Names (with units) of each observation column."""
+def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
+    """Names (with units) of each observation column; ``action_history`` previous actions last (newest first)."""
     names = [f"{j}.pos_rad" for j in spec.joint_names] + [f"{j}.vel_rad_s" for j in spec.joint_names]
     names += [f"ee.{a}_m" for a in "xyz"] + [f"target.{a}_m" for a in "xyz"]
+    unit = ACTION_UNITS[spec.action_mode].replace("*", "").replace("/", "_")
+    for k in range(1, action_history + 1):
+        names += [f"{name}_t-{k}_{unit}" for name in spec.action_names]
     return names
 
 
@@ -46,6 +50,20 @@ class ReachFns:
     # precision term of the reward (see the module docstring); 0: off
     precision_bonus: float = 0.0
     precision_scale_m: float = 0.01
+    # previous actions in the observation (columns 2n+6 on, newest first); 0: none
+    action_history: int = 0
+
+    def push_action(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """``next_obs`` with its action-history columns set exactly: ``action`` newest, then ``obs``'s history
+        shifted by one (bookkeeping, not a prediction: a model rollout must not guess which actions it sent)."""
+        h = self.action_history
+        if not h:
+            return next_obs
+        i, m = 2 * self.n_joints + 6, np.shape(action)[-1]
+        out = np.array(next_obs, dtype=np.float32, copy=True)
+        out[..., i : i + m] = action
+        out[..., i + m : i + h * m] = np.asarray(obs)[..., i : i + (h - 1) * m]
+        return out
 
     def constrain(self, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Predicted next observations projected onto the robot's known constraints (for model rollouts).
@@ -64,9 +82,10 @@ class ReachFns:
 
     @property
     def dynamics_columns(self) -> tuple[int, ...]:
-        """The columns the arm's dynamics depend on: joint positions and velocities (the end effector follows
-        from the positions, the target is the goal)."""
-        return tuple(range(2 * self.n_joints))
+        """The columns the arm's dynamics depend on: joint positions and velocities and the action history
+        (actions still in flight; the end effector follows from the positions, the target is the goal)."""
+        n = 2 * self.n_joints
+        return tuple(range(n)) + tuple(range(n + 6, self.obs_dim))
 
     @property
     def has_goals(self) -> bool:
@@ -101,7 +120,7 @@ class ReachFns:
 
     @property
     def obs_dim(self) -> int:
-        return 2 * self.n_joints + 6
+        return 2 * self.n_joints + 6 + self.action_history * len(self.action_high)
 
     def distance(self, obs: np.ndarray) -> np.ndarray:
         """End-effector-to-target distance [m] of each row of ``obs`` ([N, O] or [O])."""
@@ -155,7 +174,7 @@ def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
         spec.n_joints, spec.action_high, tc.action_cost, tc.tolerance_m, goal_low_m=tc.workspace_low_m,
         goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base_position(cfg, spec.engine),
         joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
-        precision_bonus=tc.precision_bonus, precision_scale_m=tc.precision_scale_m,
+        precision_bonus=tc.precision_bonus, precision_scale_m=tc.precision_scale_m, action_history=tc.action_history,
     )
 
 

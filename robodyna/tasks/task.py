@@ -33,7 +33,8 @@ def make_task(cfg: RobotConfig, spec: RobotSpec, task: str = "reach") -> RobotTa
     """The task ``task`` of the robot described by ``cfg`` and ``spec``."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; available: {list(TASKS)}")
-    return RobotTask(task, reach_fns(cfg, spec), reach_obs_names(spec), int(cfg.tasks.reach.episode_steps), spec)
+    tc = cfg.tasks.reach
+    return RobotTask(task, reach_fns(cfg, spec), reach_obs_names(spec, tc.action_history), int(tc.episode_steps), spec)
 
 
 def robot_task(robot: str | Path, task: str = "reach", engine: str | None = None,

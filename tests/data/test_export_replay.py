@@ -21,6 +21,7 @@ from robodyna.data.replay import replay
 from robodyna.data.store import EpisodeStore
 from robodyna.data.validate import validate
 from robodyna.identity import IdentityMismatch
+from robodyna.tasks import robot_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +103,8 @@ def test_lerobot_export_matches_the_v3_layout(reacher_store: Path, tmp_path: Pat
     for k, dt in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
                   ("index", "int64"), ("task_index", "int64")):
         assert feats[k] == {"dtype": dt, "shape": [1], "names": None}
-    assert feats["observation.state"]["shape"] == [10] and feats["action"]["shape"] == [2]
+    od = len(robot_task("reacher2").obs_names)
+    assert feats["observation.state"]["shape"] == [od] and feats["action"]["shape"] == [2]
     data = pq.read_table(out / "data/chunk-000/file-000.parquet")
     assert set(feats) == set(data.column_names)
     df = data.to_pandas()
@@ -118,7 +120,7 @@ def test_lerobot_export_matches_the_v3_layout(reacher_store: Path, tmp_path: Pat
     assert tasks.loc["reach", "task_index"] == 0
     stats = json.loads((out / "meta/stats.json").read_text())
     assert set(stats["observation.state"]) >= {"min", "max", "mean", "std", "count"}
-    assert len(stats["observation.state"]["mean"]) == 10
+    assert len(stats["observation.state"]["mean"]) == od
 
 
 def _expected_stats(a: np.ndarray) -> dict[str, list[float]]:

@@ -17,9 +17,9 @@ from robodyna.data.store import EpisodeStore
 from robodyna.onboard.record import INTERVENTION_CLAMPED
 from robodyna.robots.registry import robot_folder
 from robodyna.spec import RobotSpec, load_robot_config
+from robodyna.tasks import robot_task
 
-REACHER_OBS = ["joint0.pos_rad", "joint1.pos_rad", "joint0.vel_rad_s", "joint1.vel_rad_s", "ee.x_m", "ee.y_m",
-               "ee.z_m", "target.x_m", "target.y_m", "target.z_m"]
+REACHER_OBS = robot_task("reacher2").obs_names  # the robot's own layout (its robot.yaml's action history included)
 
 
 def spec_of(robot: str) -> RobotSpec:

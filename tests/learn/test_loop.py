@@ -195,12 +195,13 @@ def test_cli_train_eval_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
     args = parser.parse_args(base)
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    m = re.search(r"return\s+(\S+) ± (\S+) \| final distance (\S+) cm \| success (\d+)%", out)
+    m = re.search(r"return\s+(\S+) ± (\S+) \| final distance (\S+) cm \(median (\S+)\) \| success (\d+)%", out)
     assert m, out
     assert float(m.group(1)) == pytest.approx(want["mean_return"], abs=5e-4)
     assert float(m.group(2)) == pytest.approx(want["std_return"], abs=5e-4)
     assert float(m.group(3)) == pytest.approx(100 * want["mean_final_distance_m"], abs=5e-3)
-    assert int(m.group(4)) == round(100 * want["success_rate"])
+    assert float(m.group(4)) == pytest.approx(100 * want["median_final_distance_m"], abs=5e-3)
+    assert int(m.group(5)) == round(100 * want["success_rate"])
 
 
 def test_onboard_policy_does_not_import_torch() -> None:

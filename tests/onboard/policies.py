@@ -28,7 +28,7 @@ def spec_and_obs(robot: str | Path = "reacher2", overrides: list[str] | None = N
     cfg, _ = load_robot_config(robot_folder(robot), overrides)
     cfg, _ = load_robot_config(robot_folder(robot), list(overrides or []) + rate_overrides(cfg.physics_hz, hz))
     spec = RobotSpec.from_config(cfg, engine=engine)
-    return spec, reach_obs_names(spec)
+    return spec, reach_obs_names(spec, cfg.tasks.reach.action_history)
 
 
 def make_policy(path: Path | None, spec: RobotSpec, obs_names: list[str], kind: str = "tanh", version: int = 1,

@@ -47,8 +47,13 @@ def spec_at(robot: str, hz: float) -> RobotSpec:
     return RobotSpec.from_config(cfg, cfg.engine)
 
 
-def make_agent(spec: RobotSpec, seed: int = 0) -> SAC:
-    obs_dim = 2 * spec.n_joints + 6
+def obs_names(robot: str, spec: RobotSpec) -> list[str]:
+    cfg, _ = load_robot_config(robot_folder(robot))
+    return reach_obs_names(spec, cfg.tasks.reach.action_history)
+
+
+def make_agent(spec: RobotSpec, seed: int = 0, obs_dim: int | None = None) -> SAC:
+    obs_dim = obs_dim or 2 * spec.n_joints + 6
     agent = SAC(obs_dim, spec.act_dim, spec.action_low_array, spec.action_high_array,
                 SACConfig(hidden=256, layers=2, compile=False), seed=seed)
     rng = np.random.default_rng(seed)
@@ -111,7 +116,9 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
 def bench_controller(robot: str, hz: float, seconds: float, tmp: Path,
                      spin_us: float | None = None) -> dict[str, float]:
     spec = spec_at(robot, hz)
-    path = export_policy(make_agent(spec), spec, reach_obs_names(spec), tmp / f"policy-{hz:g}.onnx", policy_version=1)
+    names = obs_names(robot, spec)
+    path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
+                         policy_version=1)
     c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
                    stats_every_s=1e9, spin_us=spin_us)
     steps = int(seconds * hz)
@@ -173,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         spec = spec_at(args.robot, 50.0 if args.robot == "reacher2" else args.hz[0])
-        agent = make_agent(spec)
-        path = export_policy(agent, spec, reach_obs_names(spec), tmp / "policy.onnx", policy_version=1)
+        names = obs_names(args.robot, spec)
+        agent = make_agent(spec, obs_dim=len(names))
+        path = export_policy(agent, spec, names, tmp / "policy.onnx", policy_version=1)
         pol = OnnxPolicy(path)
         obs = np.random.default_rng(1).normal(0, 0.3, pol.obs_dim).astype(np.float32)
         inf = bench_inference(agent, pol, args.inference_calls, obs)

@@ -87,7 +87,9 @@ class GoalDictEnv(gym.Wrapper):
         i = 2 * self.fns.n_joints
         box = env.observation_space
         assert isinstance(box, gym.spaces.Box)
-        part = {"observation": slice(0, i + 3), "achieved_goal": slice(i, i + 3), "desired_goal": slice(i + 3, i + 6)}
+        od = box.shape[0]  # joints, end effector, target, then any action history (part of the observation)
+        part = {"observation": np.r_[0 : i + 3, i + 6 : od], "achieved_goal": np.arange(i, i + 3),
+                "desired_goal": np.arange(i + 3, i + 6)}
         self.observation_space = gym.spaces.Dict(
             {k: gym.spaces.Box(box.low[s], box.high[s], dtype=np.float32) for k, s in part.items()})
         self._parts = part
