@@ -55,6 +55,7 @@ from robodyna.robots.reality import load_reality
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import load_robot_config
 from robodyna.tasks.env import RobotEnv
+from robodyna.tasks.reach import shift_in
 
 log = logging.getLogger(__name__)
 
@@ -521,9 +522,7 @@ class Controller:
             if te - deadline > timeout and not fault:
                 self._fault("driver_overrun", f"{(te - deadline) * 1e3:.2f} ms after the deadline")
                 fault = "driver_overrun"
-            if hist.size:  # what the robot was sent this tick: the hold action when the driver refused it
-                hist[n:] = hist[:-n].copy()
-                hist[:n] = applied if sent else hold
+            shift_in(hist, applied if sent else hold)  # what the robot was sent: hold when the driver refused it
             if sent:
                 prev_applied = applied
                 if obs is not None:

@@ -16,7 +16,7 @@ from robodyna.robots.base import Robot, RobotError
 from robodyna.robots.reality import RealityProfile, RealityRobot
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import ReachTaskConfig, RobotConfig
-from robodyna.tasks.reach import sample_target
+from robodyna.tasks.reach import sample_target, shift_in
 from robodyna.tasks.task import make_task
 
 
@@ -91,11 +91,7 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         applied = self.robot.send_action(action)
-        h = self._history
-        if h.size:
-            m = len(applied)
-            h[m:] = h[:-m].copy()
-            h[:m] = applied
+        shift_in(self._history, applied)
         obs = self._make_obs()
         fns = self.task_fns
         reward, terminated, dist = fns.step_values(applied, obs)

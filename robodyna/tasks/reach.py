@@ -31,6 +31,16 @@ def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
     return names
 
 
+def shift_in(history: np.ndarray, action: np.ndarray) -> None:
+    """Push ``action`` into a 1-D action history in place: newest first, the oldest dropped (the env and the onboard
+    controller keep the observation's ``action_history`` columns with it; :meth:`ReachFns.push_action` is the
+    batched form for model rollouts)."""
+    m = len(action)
+    if history.size:
+        history[m:] = history[:-m].copy()
+        history[:m] = action
+
+
 @dataclass(frozen=True)
 class ReachFns:
     """Pure, vectorised reward / termination / distance functions of the reach task."""

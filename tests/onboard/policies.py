@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from robodyna.robots.registry import robot_folder
 from robodyna.spec import RobotSpec, load_robot_config
-from robodyna.tasks import reach_obs_names
+from robodyna.tasks import make_task
 
 
 def spec_and_obs(robot: str | Path = "reacher2", overrides: list[str] | None = None,
@@ -28,7 +28,7 @@ def spec_and_obs(robot: str | Path = "reacher2", overrides: list[str] | None = N
     cfg, _ = load_robot_config(robot_folder(robot), overrides)
     cfg, _ = load_robot_config(robot_folder(robot), list(overrides or []) + rate_overrides(cfg.physics_hz, hz))
     spec = RobotSpec.from_config(cfg, engine=engine)
-    return spec, reach_obs_names(spec, cfg.tasks.reach.action_history)
+    return spec, make_task(cfg, spec).obs_names
 
 
 def make_policy(path: Path | None, spec: RobotSpec, obs_names: list[str], kind: str = "tanh", version: int = 1,

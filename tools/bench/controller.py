@@ -38,7 +38,7 @@ from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.timing import Deadlines
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import RobotSpec, load_robot_config
-from robodyna.tasks import reach_obs_names
+from robodyna.tasks import robot_task
 
 
 def spec_at(robot: str, hz: float) -> RobotSpec:
@@ -47,13 +47,7 @@ def spec_at(robot: str, hz: float) -> RobotSpec:
     return RobotSpec.from_config(cfg, cfg.engine)
 
 
-def obs_names(robot: str, spec: RobotSpec) -> list[str]:
-    cfg, _ = load_robot_config(robot_folder(robot))
-    return reach_obs_names(spec, cfg.tasks.reach.action_history)
-
-
-def make_agent(spec: RobotSpec, seed: int = 0, obs_dim: int | None = None) -> SAC:
-    obs_dim = obs_dim or 2 * spec.n_joints + 6
+def make_agent(spec: RobotSpec, obs_dim: int, seed: int = 0) -> SAC:
     agent = SAC(obs_dim, spec.act_dim, spec.action_low_array, spec.action_high_array,
                 SACConfig(hidden=256, layers=2, compile=False), seed=seed)
     rng = np.random.default_rng(seed)
@@ -116,7 +110,7 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
 def bench_controller(robot: str, hz: float, seconds: float, tmp: Path,
                      spin_us: float | None = None) -> dict[str, float]:
     spec = spec_at(robot, hz)
-    names = obs_names(robot, spec)
+    names = robot_task(robot).obs_names  # the robot's own layout (its action history included)
     path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
                          policy_version=1)
     c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
@@ -180,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         spec = spec_at(args.robot, 50.0 if args.robot == "reacher2" else args.hz[0])
-        names = obs_names(args.robot, spec)
+        names = robot_task(args.robot).obs_names
         agent = make_agent(spec, obs_dim=len(names))
         path = export_policy(agent, spec, names, tmp / "policy.onnx", policy_version=1)
         pol = OnnxPolicy(path)
