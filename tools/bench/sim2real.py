@@ -7,7 +7,8 @@ For each reality profile and seed, on the "real" robot (the profile), all at the
 - ``R_fixed``: the loop with a fixed refresh schedule (``trainer.refresh.mode=fixed``);
 - ``R_sac``: SAC fine-tuning on real data only (``trainer.algo=sac``: the same service, no model);
 - ``R_oracle``: a policy trained directly on the "real" robot with a large budget (``--oracle-steps``, or an
-  existing checkpoint with ``--oracle-checkpoint``).
+  existing checkpoint with ``--oracle-checkpoint``), or the scripted IK oracle (``--oracle-checkpoint ik``:
+  :mod:`robodyna.tasks.oracle`, IK + joint control with the engine's own model, run on the profile).
 
 Gap recovered = (R_x − R_sim) / (R_oracle − R_sim), for success rate and for final distance. Every run is a
 ``LoopRun`` in ``--out/PROFILE/seedN/VARIANT``; results go to ``--out/results.json`` and one line per run is
@@ -54,7 +55,12 @@ def oracle(cfg_name: str, profile: str, seed: int, steps: int, out: Path, ckpt: 
         path = Path(ckpt)
     env = make_env(cfg.robot, reality=profile)
     try:
-        r = evaluate(onnx_policy(path), env, episodes, cfg.eval.seed)
+        if ckpt == "ik":
+            from robodyna.tasks.oracle import make_oracle
+
+            r = evaluate(make_oracle(env, seed), env, episodes, cfg.eval.seed)
+        else:
+            r = evaluate(onnx_policy(path), env, episodes, cfg.eval.seed)
     finally:
         env.close()
     return {k: v for k, v in r.items() if isinstance(v, float)}
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=2000, help="real steps per run")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--oracle-steps", type=int, default=0, help="train an oracle on the profile (0: skip)")
-    ap.add_argument("--oracle-checkpoint", default=None, help="an ONNX oracle policy for the profile instead")
+    ap.add_argument("--oracle-checkpoint", default=None,
+                    help="an ONNX oracle policy for the profile instead, or `ik`: the scripted IK oracle")
     ap.add_argument("--out", default="runs/bench-sim2real")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     a = ap.parse_args(argv)
