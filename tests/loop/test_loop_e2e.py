@@ -44,6 +44,14 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def onnx_weights(path: Path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+            if numpy_helper.to_array(i).dtype.kind == "f" and numpy_helper.to_array(i).size > 1}
+
+
 def check_no_real_data_lost(run_dir: Path) -> int:
     rec = EpisodeStore(run_dir / "controller" / "record").read()
     got = EpisodeStore(run_dir / "trainer" / "store" / "robot0").read()
@@ -73,6 +81,18 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     pushed = rows(tmp_path / "run" / "trainer" / "policies.csv")
     assert all(int(r["updates"]) == 0 for r in pushed if int(r["real_steps"]) < 200), pushed
     assert any(int(r["updates"]) > 0 for r in pushed), pushed
+    # the adapted policy (pushed last) averages the actor weights of the final iterate and the versions before it
+    first, last = (int(v) for v in pushed[-1]["reason"].removeprefix("average of v").split("-v"))
+    assert pushed[-2]["reason"] == "final" and last == int(pushed[-2]["version"]) == int(pushed[-1]["version"]) - 1
+    # final_average_versions (4) before the final one, of those the service pushed (the sim-only one is not)
+    assert first == max(last - 4, int(pushed[0]["version"])), pushed
+    pol = tmp_path / "run" / "trainer" / "policies"
+    averaged = onnx_weights(pol / f"policy_v{last + 1}.onnx")
+    parts = [onnx_weights(pol / f"policy_v{v}.onnx") for v in range(first, last + 1)]
+    assert averaged.keys() == parts[0].keys() and len(averaged) >= 4
+    for k, w in averaged.items():
+        np.testing.assert_allclose(w, np.mean([p[k] for p in parts], axis=0), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert any(not np.allclose(w, parts[-1][k]) for k, w in averaged.items())  # not the final iterate itself
     # the service's metrics against real steps: metrics.csv and TensorBoard, one real/ row per real episode
     metrics = rows(tmp_path / "run" / "trainer" / "metrics.csv")
     keys = {r["key"] for r in metrics}
