@@ -78,10 +78,11 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
             raise ValueError(f"trainer.warm_start: agent_model, agent_model_buffer or fresh, got {self.warm_start!r}")
-        if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0 \
-                or self.final_average_versions < 0:
-            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates and "
-                             "final_average_versions >= 0")
+        if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0:
+            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
+        if self.final_average_versions < 0:
+            raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
+                             f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from robodyna.learn.checkpoint import read_checkpoint, save_checkpoint
 from robodyna.learn.config import load_algo_config
@@ -73,3 +74,11 @@ def test_trainer_service_warm_starts_the_shipped_checkpoint_with_its_own_critic(
     assert not svc.learner.agent.critic.layer_norm and svc.learner.cfg.ensemble.normalizer == "first_fit"
     fresh = TrainerService("reacher2", tmp_path / "fresh", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
     assert fresh.learner.agent.critic.layer_norm  # the preset's own default
+
+
+def test_a_negative_final_average_is_refused_naming_the_key_and_value() -> None:
+    from robodyna.loop.config import load_loop_config
+
+    with pytest.raises(ValueError, match=r"trainer\.final_average_versions.*got -1"):
+        load_loop_config("reacher2", ["trainer.final_average_versions=-1"])
+    assert load_loop_config("reacher2", ["trainer.final_average_versions=0"]).trainer.final_average_versions == 0
