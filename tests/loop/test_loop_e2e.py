@@ -3,7 +3,7 @@ over loopback, a reality profile as the "real" robot, warm-started from the ship
 
 - rounds run until the real-step budget: every pushed version is accepted and swapped in, both policies are
   evaluated on the "real" robot and reported (that the adapted policy ends closer to the target needs the
-  preset's 3000 real steps: ``test_loop_gain.py`` asserts it on the default loop, unchanged);
+  preset's 2000 real steps: ``test_loop_gain.py`` asserts it on the default loop, unchanged);
 - a trainer killed mid-run is restarted and the loop still finishes; an interrupted loop resumes with --resume;
   every real row the controller recorded reaches the trainer's store and the learner exactly once;
 - a dynamics change injected mid-run makes the model-error signal trigger refresh requests.
