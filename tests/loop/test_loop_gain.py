@@ -2,7 +2,7 @@
 makes the "real" robot more precise than the policy trained in simulation.
 
 Two real processes on a CURVE link over loopback, the shipped stage-1 checkpoint, the `laggy` profile as the real
-robot, the preset's budget of 2000 real steps, and both policies evaluated on the same 40 targets. About 4 minutes
+robot, the preset's budget of 2000 real steps, and both policies evaluated on the same 40 targets. About 5 minutes
 on 2 cores. Measured over three seeds of the preset (README, `tools/bench/sim2real.py --budget 2000`): sim-only 55 %
 within 1.5 cm (median final distance 1.35 cm) -> adapted (the average of the last 5 versions) 72-78 % (median
 0.91-1.02 cm). The thresholds below ask for less than half of the smallest success gain seen (3 of 40 more targets
