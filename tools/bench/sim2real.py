@@ -18,12 +18,13 @@ printed. Expensive: ``--profiles weak --seeds 1 --variants loop`` is the smalles
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from robodyna.loop.config import load_loop_config
+from robodyna.loop.config import LoopConfig, load_loop_config
 from robodyna.loop.run import LoopRun, onnx_policy
 
 VARIANTS = {
@@ -38,13 +39,12 @@ def gap(r_x: float, r_sim: float, r_oracle: float) -> float:
     return float("nan") if abs(d) < 1e-12 else (r_x - r_sim) / d
 
 
-def oracle(cfg_name: str, profile: str, seed: int, steps: int, out: Path, ckpt: str | None,
-           episodes: int) -> dict[str, float]:
+def oracle(cfg: LoopConfig, profile: str, seed: int, steps: int, out: Path, ckpt: str | None) -> dict[str, float]:
+    """The oracle on ``profile``, evaluated on the loop config's episodes and seed (the loop's own targets)."""
     from robodyna.learn.config import load_algo_config
     from robodyna.learn.envs import make_env
     from robodyna.learn.mbpo import evaluate, train
 
-    cfg = load_loop_config(cfg_name)
     if ckpt is None:
         algo = load_algo_config(cfg.stage1.algo, cfg.robot, [f"seed={seed}", "sac.num_threads=1"])
         res = train(algo, cfg.robot, out, steps, reality=profile, resume=(out / "last.pt").exists(),
@@ -58,9 +58,9 @@ def oracle(cfg_name: str, profile: str, seed: int, steps: int, out: Path, ckpt: 
         if ckpt == "ik":
             from robodyna.tasks.oracle import make_oracle
 
-            r = evaluate(make_oracle(env, seed), env, episodes, cfg.eval.seed)
+            r = evaluate(make_oracle(env, seed), env, cfg.eval.episodes, cfg.eval.seed)
         else:
-            r = evaluate(onnx_policy(path), env, episodes, cfg.eval.seed)
+            r = evaluate(onnx_policy(path), env, cfg.eval.episodes, cfg.eval.seed)
     finally:
         env.close()
     return {k: v for k, v in r.items() if isinstance(v, float)}
@@ -89,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                 rd = out / prof / f"seed{seed}" / v
                 ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}",
                       f"trainer.real_step_budget={a.budget}"]
-                run = LoopRun.resume(rd) if (rd / "config.yaml").exists() else \
-                    LoopRun.create(load_loop_config(a.config, ov), rd)
+                cfg = load_loop_config(a.config, ov)
+                if (rd / "config.yaml").exists():  # resumed; a finished run only evaluates again
+                    run = LoopRun.resume(rd)
+                    # evaluation is not part of the run: it is scored on the targets asked for now (``--set
+                    # eval.episodes=200`` re-scores finished runs on more targets without training them again)
+                    run.cfg = dataclasses.replace(run.cfg, eval=cfg.eval)
+                else:
+                    run = LoopRun.create(cfg, rd)
                 res = run.run()
                 row["sim"] = res["eval"]["sim_only"]
                 row[v] = res["eval"]["adapted"] | {"real_steps": res["summary"]["real_steps"]}
@@ -99,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                       f" cm {row[v].get('success_rate', 0) * 100:.0f}% ({row[v]['real_steps']} real steps)",
                       flush=True)
             if a.oracle_steps or a.oracle_checkpoint:
-                row["oracle"] = oracle(a.config, prof, seed, a.oracle_steps, out / prof / f"seed{seed}" / "oracle",
-                                       a.oracle_checkpoint, load_loop_config(a.config).eval.episodes)
+                row["oracle"] = oracle(load_loop_config(a.config, a.overrides), prof, seed, a.oracle_steps,
+                                       out / prof / f"seed{seed}" / "oracle", a.oracle_checkpoint)
                 for v in a.variants:
                     for k in ("mean_final_distance_m", "success_rate"):
                         row[v][f"gap_recovered_{k}"] = gap(row[v][k], row["sim"][k], row["oracle"][k])
