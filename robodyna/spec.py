@@ -68,6 +68,11 @@ class ReachTaskConfig:
     # the last N actions sent to the robot, newest first, appended to the observation (0: none): with actuation
     # latency the actions still in flight are part of the state, and a policy or a dynamics model sees them
     action_history: int = field(default=0, metadata={"ge": 0, "le": 16})
+    # the task is unchanged when the whole scene turns about the first joint's axis, which is vertical through the
+    # base (a planar arm without gravity in its plane; an arm on a vertical base joint under vertical gravity), with
+    # nothing else within reach: learners may train on turned copies of transitions (robodyna.learn.symmetry).
+    # tests/tasks check it against the engines for every robot that declares it
+    yaw_symmetric: bool = False
 
     def __post_init__(self) -> None:
         for i, (lo, hi) in enumerate(zip(self.workspace_low_m, self.workspace_high_m)):

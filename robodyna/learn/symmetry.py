@@ -8,7 +8,9 @@ a few -- the data augmentation of RAD/DrQ (Laskin et al. 2020; Kostrikov et al. 
 the task instead of an image perturbation. The model is not involved: its inputs stay the real data's.
 
 A task declares its symmetry through ``task_fns.sample_symmetry(n, rng)`` and ``task_fns.apply_symmetry(obs, g)``;
-:func:`supports_symmetry` tells.
+:func:`supports_symmetry` tells. A task whose symmetry holds only inside a region (a joint limit breaks a turn)
+also gives ``task_fns.symmetry_valid(obs) -> [N] bool``: a row is moved only when its ``obs`` and ``next_obs`` are
+valid both before and after the move; the others keep their frame.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ def augment_symmetry(batch: Batch, task_fns: Any, fraction: float, rng: np.rando
     if rows.size == 0:
         return batch
     g = task_fns.sample_symmetry(rows.size, rng)
+    o2, n2 = task_fns.apply_symmetry(batch.obs[rows], g), task_fns.apply_symmetry(batch.next_obs[rows], g)
+    valid = getattr(task_fns, "symmetry_valid", None)
+    if callable(valid):
+        ok = valid(batch.obs[rows]) & valid(batch.next_obs[rows]) & valid(o2) & valid(n2)
+        rows, o2, n2 = rows[ok], o2[ok], n2[ok]
     obs, nxt = batch.obs.copy(), batch.next_obs.copy()
-    obs[rows] = task_fns.apply_symmetry(obs[rows], g)
-    nxt[rows] = task_fns.apply_symmetry(nxt[rows], g)
+    obs[rows], nxt[rows] = o2, n2
     return Batch(obs, batch.action, batch.reward, nxt, batch.terminated, batch.truncated)

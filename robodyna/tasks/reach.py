@@ -62,6 +62,10 @@ class ReachFns:
     precision_scale_m: float = 0.01
     # previous actions in the observation (columns 2n+6 on, newest first); 0: none
     action_history: int = 0
+    # the task's symmetry: turning the scene about the first joint's (vertical) axis through the base
+    yaw_symmetric: bool = False
+    # turned rows keep the first joint this far inside its limits (a row at a limit would claim a stop elsewhere)
+    symmetry_margin_rad: float = 0.05
 
     def push_action(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """``next_obs`` with its action-history columns set exactly: ``action`` newest, then ``obs``'s history
@@ -175,6 +179,43 @@ class ReachFns:
     def success(self, obs: np.ndarray) -> np.ndarray:
         return self.distance(obs) < self.tolerance_m
 
+    # ----------------------------------------------------------------------------------- symmetry (yaw_symmetric)
+    @property
+    def has_symmetry(self) -> bool:
+        return self.yaw_symmetric
+
+    def sample_symmetry(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` turns about the base's vertical axis [rad], uniform on the circle."""
+        return rng.uniform(-np.pi, np.pi, size=n)
+
+    def apply_symmetry(self, obs: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """``obs [N, O]`` turned by ``phi [N]`` rad about the base's vertical axis: the first joint's angle + phi
+        (read back in [-pi, pi), as the joint reports that pose), the end effector and the target rotated about the
+        base; the other joints, every velocity and the action history do not change."""
+        if not self.yaw_symmetric:
+            raise NotImplementedError("reach: this robot's task declares no symmetry (yaw_symmetric)")
+        i, j = 2 * self.n_joints, 2 * self.n_joints + 3
+        out = np.array(obs, dtype=np.float32, copy=True)
+        o = np.asarray(obs, dtype=np.float64)
+        phi = np.asarray(phi, dtype=np.float64)
+        out[:, 0] = np.mod(o[:, 0] + phi + np.pi, 2 * np.pi) - np.pi
+        c, s = np.cos(phi), np.sin(phi)
+        bx, by = self.base_m[0], self.base_m[1]
+        for k in (i, j):
+            x, y = o[:, k] - bx, o[:, k + 1] - by
+            out[:, k] = bx + c * x - s * y
+            out[:, k + 1] = by + s * x + c * y
+        return out
+
+    def symmetry_valid(self, obs: np.ndarray) -> np.ndarray:
+        """Rows whose first joint is ``symmetry_margin_rad`` inside its limits (all rows when none are known):
+        only such rows, before and after a turn, are moved (:func:`robodyna.learn.symmetry.augment_symmetry`)."""
+        q = np.asarray(obs)[:, 0]
+        if self.joint_low_rad is None or self.joint_high_rad is None:
+            return np.ones(q.shape, dtype=bool)
+        m = self.symmetry_margin_rad
+        return (q >= self.joint_low_rad[0] + m) & (q <= self.joint_high_rad[0] - m)
+
 
 def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
     """The reach task's functions for a robot, from its ``robot.yaml`` and spec alone (no engine, no env): what a
@@ -185,6 +226,7 @@ def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
         goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base_position(cfg, spec.engine),
         joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
         precision_bonus=tc.precision_bonus, precision_scale_m=tc.precision_scale_m, action_history=tc.action_history,
+        yaw_symmetric=tc.yaw_symmetric,
     )
 
 
