@@ -53,12 +53,15 @@ class TrainResult:
 
 
 def evaluate(policy: PolicyFn, env: gym.Env, episodes: int, seed: int) -> dict[str, Any]:
-    """Run ``episodes`` episodes with ``policy(obs) -> action``; returns mean/std return, mean and median final
-    distance, success rate."""
+    """Run ``episodes`` episodes with ``policy(obs) -> action`` (its ``reset()``, if it has one, is called at the
+    start of each); returns mean/std return, mean and median final distance, success rate."""
     rng = np.random.default_rng(seed)
     returns, dists, succ, trajs = [], [], [], []
+    reset = getattr(policy, "reset", None)
     for _ in range(episodes):
         obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+        if callable(reset):
+            reset()
         rows: list[Batch] = []
         total, done = 0.0, False
         info: dict[str, Any] = {}

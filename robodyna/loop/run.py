@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,19 +244,10 @@ class LoopRun:
 
     # -- evaluation and report ---------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
-        from robodyna.learn.envs import make_env
-        from robodyna.learn.mbpo import evaluate
-
         ev = self.cfg.eval
-        out: dict[str, Any] = {"reality": self.reality, "episodes": ev.episodes}
-        env = make_env(self.cfg.robot, reality=self.reality)
-        try:
-            for name, path in (("sim_only", self.run_dir / "sim_only.onnx"), ("adapted", self._latest_policy())):
-                pol = onnx_policy(path)
-                r = evaluate(pol, env, ev.episodes, ev.seed)
-                out[name] = {k: v for k, v in r.items() if isinstance(v, float)} | {"policy": path.name}
-        finally:
-            env.close()
+        out: dict[str, Any] = {"reality": self.reality, "episodes": ev.episodes, "safety_filter": True}
+        for name, path in (("sim_only", self.run_dir / "sim_only.onnx"), ("adapted", self._latest_policy())):
+            out[name] = evaluate_on_robot(self.cfg, self.reality, _OnnxFactory(path)) | {"policy": path.name}
         (self.run_dir / "eval.json").write_text(json.dumps(out, indent=1))
         return out
 
@@ -277,6 +269,38 @@ class LoopRun:
         result = {"summary": summary, "eval": self.evaluate()}
         write_report(self.run_dir, self.cfg, result)
         return result
+
+
+class _OnnxFactory:
+    """``make_policy`` for :func:`evaluate_on_robot`: the ONNX policy at ``path`` (whatever the env)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, env: Any) -> Any:
+        return onnx_policy(self.path)
+
+
+def evaluate_on_robot(cfg: LoopConfig, reality: str, make_policy: Callable[[Any], Any]) -> dict[str, float]:
+    """Score a policy on the loop's "real" robot as its controller runs it: ``reality``, the controller's robot.yaml
+    overrides, and every action through the robot's safety filter (:class:`~robodyna.onboard.filter.FilteredPolicy`;
+    on laggy reacher2 it changes about a third of a sim-trained policy's actions). ``make_policy(env)`` builds the
+    policy; the loop config's evaluation episodes and seed pick the targets. Returns the float results plus
+    ``filtered_tick_fraction``."""
+    from robodyna.learn.mbpo import evaluate
+    from robodyna.onboard.filter import FilteredPolicy, FilterParams
+    from robodyna.tasks.env import make_env
+
+    env = make_env(cfg.robot, reality=reality, overrides=list(cfg.controller.overrides))
+    try:
+        u: Any = env.unwrapped
+        pol = FilteredPolicy(make_policy(env), FilterParams.from_config(u.robot_spec, u.robot_cfg))
+        r = evaluate(pol, env, cfg.eval.episodes, cfg.eval.seed)
+    finally:
+        env.close()
+    out = {k: v for k, v in r.items() if isinstance(v, float)}
+    out["filtered_tick_fraction"] = pol.interventions / max(pol.ticks, 1)
+    return out
 
 
 def onnx_policy(path: Path) -> Any:

@@ -161,3 +161,30 @@ def filter_action(raw: object, previous: np.ndarray, q_rad: np.ndarray, ee_m: np
             bits |= RATE_LIMITED
         out.append(lo if e < lo else hi if e > hi else e)  # previous is within limits: guards rounding only
     return np.array(out), bits
+
+
+class FilteredPolicy:
+    """``policy(obs) -> raw action`` behind the safety filter, tick by tick as the onboard controller runs it
+    (:func:`filter_action` with the previously applied action, the hold action after :meth:`reset`, and the joint
+    positions and end effector read from the reach observation). For scoring a policy on the robot it is deployed
+    to: the controller never sends an unfiltered action, so an unfiltered score describes no deployment."""
+
+    def __init__(self, policy: object, params: FilterParams) -> None:
+        self.policy, self.params = policy, params
+        self.n = len(params.low)
+        self.prev = params.hold.copy()
+        self.ticks = 0
+        self.interventions = 0  # ticks the filter changed the action on
+
+    def reset(self) -> None:
+        """A new episode: the previous action is the hold action again."""
+        self.prev = self.params.hold.copy()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        n = self.n
+        raw = self.policy(obs)  # type: ignore[operator]
+        applied, bits = filter_action(raw, self.prev, obs[:n], obs[2 * n : 2 * n + 3], self.params)
+        self.prev = applied
+        self.ticks += 1
+        self.interventions += bits != 0
+        return applied.astype(np.float32)

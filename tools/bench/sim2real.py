@@ -13,6 +13,9 @@ For each reality profile and seed, on the "real" robot (the profile), all at the
 Gap recovered = (R_x − R_sim) / (R_oracle − R_sim), for success rate and for final distance. Every run is a
 ``LoopRun`` in ``--out/PROFILE/seedN/VARIANT``; results go to ``--out/results.json`` and one line per run is
 printed. Expensive: ``--profiles weak --seeds 1 --variants loop`` is the smallest useful call.
+
+Seed ``s`` seeds the learner (``seed``) and the "real" robot's episodes (``controller.seed`` = the config's + ``s``:
+the targets it is given), so seeds are independent runs; the variants of one seed see the same targets.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from robodyna.loop.config import LoopConfig, load_loop_config
-from robodyna.loop.run import LoopRun, onnx_policy
+from robodyna.loop.run import LoopRun, evaluate_on_robot, onnx_policy
 
 VARIANTS = {
     "loop": [],
@@ -40,10 +43,10 @@ def gap(r_x: float, r_sim: float, r_oracle: float) -> float:
 
 
 def oracle(cfg: LoopConfig, profile: str, seed: int, steps: int, out: Path, ckpt: str | None) -> dict[str, float]:
-    """The oracle on ``profile``, evaluated on the loop config's episodes and seed (the loop's own targets)."""
+    """The oracle on ``profile`` as the loop scores every policy (:func:`evaluate_on_robot`: the loop config's
+    episodes and seed, behind the robot's safety filter)."""
     from robodyna.learn.config import load_algo_config
-    from robodyna.learn.envs import make_env
-    from robodyna.learn.mbpo import evaluate, train
+    from robodyna.learn.mbpo import train
 
     if ckpt is None:
         algo = load_algo_config(cfg.stage1.algo, cfg.robot, [f"seed={seed}", "sac.num_threads=1"])
@@ -53,17 +56,11 @@ def oracle(cfg: LoopConfig, profile: str, seed: int, steps: int, out: Path, ckpt
         del res
     else:
         path = Path(ckpt)
-    env = make_env(cfg.robot, reality=profile)
-    try:
-        if ckpt == "ik":
-            from robodyna.tasks.oracle import make_oracle
+    if ckpt == "ik":
+        from robodyna.tasks.oracle import make_oracle
 
-            r = evaluate(make_oracle(env, seed), env, cfg.eval.episodes, cfg.eval.seed)
-        else:
-            r = evaluate(onnx_policy(path), env, cfg.eval.episodes, cfg.eval.seed)
-    finally:
-        env.close()
-    return {k: v for k, v in r.items() if isinstance(v, float)}
+        return evaluate_on_robot(cfg, profile, lambda env: make_oracle(env, seed))
+    return evaluate_on_robot(cfg, profile, lambda env: onnx_policy(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="reacher2")
     ap.add_argument("--profiles", nargs="+", default=["weak", "heavy", "laggy"])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=2000, help="real steps per run")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--oracle-steps", type=int, default=0, help="train an oracle on the profile (0: skip)")
@@ -83,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     results: list[dict[str, Any]] = []
     for prof in a.profiles:
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             row: dict[str, Any] = {"profile": prof, "seed": seed, "budget": a.budget}
+            robot_seed = load_loop_config(a.config, a.overrides).controller.seed + seed
             for v in a.variants:
                 rd = out / prof / f"seed{seed}" / v
-                ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}",
+                ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}", f"controller.seed={robot_seed}",
                       f"trainer.real_step_budget={a.budget}"]
                 cfg = load_loop_config(a.config, ov)
                 if (rd / "config.yaml").exists():  # resumed; a finished run only evaluates again
