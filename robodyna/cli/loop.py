@@ -26,7 +26,8 @@ def _loop(a: argparse.Namespace) -> int:
     ev, s = res["eval"], res["summary"]
     print(f"loop {run.cfg.name}: {s['real_steps']} real steps, {s['rounds']} rounds, policy "
           f"v{s['sim_policy_version']} -> v{s['policy_version']} ({time.monotonic() - t0:.0f} s)")
-    print(f"on the \"real\" robot ({ev['reality']}, {ev['episodes']} episodes):")
+    print(f"on the \"real\" robot ({ev['reality']}, {ev['episodes']} episodes, every action through its safety "
+          "filter):")
     print(f"  sim-only: {format_eval(ev['sim_only'])}")
     print(f"  adapted:  {format_eval(ev['adapted'])}")
     print(f"report: {run.run_dir / 'report.md'}")

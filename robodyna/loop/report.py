@@ -143,8 +143,12 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
            "`robodyna loop --resume` continues it)." if summary.get("error") else ""), "",
         "## Sim-only vs adapted on the \"real\" robot", "",
         f"Evaluation: {ev['episodes']} episodes each (not learnt from, not budgeted).", "",
-        f"- sim-only ({ev['sim_only']['policy']}): {format_eval(ev['sim_only'])}",
-        f"- adapted ({ev['adapted']['policy']}): {format_eval(ev['adapted'])}", "",
+        "Scored as the controller runs each policy: every action through the robot's safety filter (the share of "
+        "ticks it changed in brackets).", "",
+        f"- sim-only ({ev['sim_only']['policy']}): {format_eval(ev['sim_only'])}"
+        f" ({ev['sim_only'].get('filtered_tick_fraction', float('nan')):.0%} filtered)",
+        f"- adapted ({ev['adapted']['policy']}): {format_eval(ev['adapted'])}"
+        f" ({ev['adapted'].get('filtered_tick_fraction', float('nan')):.0%} filtered)", "",
         "![](plots/sim_only_vs_adapted.png)", "",
         "## Real robot during the loop", "",
         f"Real steps learnt from: {summary.get('real_steps')}; rounds: {summary.get('rounds')}; "
