@@ -142,6 +142,9 @@ class AlgoConfig:
     achieved_goal_ratio: float | Literal["auto"] = field(default=0.0, metadata={"ge": 0, "le": 1})  # the reached goal
     # fraction of every SAC batch moved into a random equivalent frame of the task (tasks with a symmetry only)
     symmetry_augment_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    # the robot's onboard safety filter inside the policy (robodyna.learn.action_filter): every action the learner
+    # acts with, rolls out, bootstraps from or exports is already filtered, as the controller would (robot tasks only)
+    policy_filter: bool = False
     real_buffer_size: int = field(default=1_000_000, metadata={"ge": 1})
     min_real_for_model: int = field(default=200, metadata={"ge": 1})
     eval_every: Period = field(default=1000, metadata=_PERIOD)

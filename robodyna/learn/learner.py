@@ -31,6 +31,7 @@ import torch
 
 from robodyna.config import to_dict
 from robodyna.data.batch import Batch
+from robodyna.learn.action_filter import policy_filter_for
 from robodyna.learn.buffers import ReplayBuffer, sample_mixed
 from robodyna.learn.config import AlgoConfig
 from robodyna.learn.coords import CoordinateModel
@@ -103,6 +104,8 @@ class Learner:
         self.rng = rng if rng is not None else np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.agent = SAC(obs_dim, act_dim, low, high, cfg.sac, seed=cfg.seed)
+        if cfg.policy_filter:
+            self.agent.set_action_filter(policy_filter_for(task_fns, spec))
         self.model = make_model(cfg, self.name, task_fns, obs_dim, act_dim) if cfg.use_model else None
         self.real = ReplayBuffer(cfg.real_buffer_size, obs_dim, act_dim, name="real buffer")
         self.k = cfg.rollout_length(0)

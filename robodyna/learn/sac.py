@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robodyna.data.batch import Batch
+from robodyna.learn.action_filter import ActionFilter
 from robodyna.learn.config import SACConfig
 from robodyna.learn.sac_grad import LOG_STD_MAX, LOG_STD_MIN, Grads, Nets, sac_grads
 
@@ -79,15 +80,17 @@ class DeterministicPolicy(nn.Module):
     scale: torch.Tensor  # registered buffers (declared for type checkers)
     offset: torch.Tensor
 
-    def __init__(self, actor: Actor, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(self, actor: Actor, low: np.ndarray, high: np.ndarray, action_filter: nn.Module | None = None) -> None:
         super().__init__()
         self.actor = actor
         self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
         self.register_buffer("offset", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+        self.action_filter = action_filter  # the robot's safety filter as the graph's last step (policy_filter)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self.actor(obs)
-        return torch.tanh(mean) * self.scale + self.offset
+        a = torch.tanh(mean) * self.scale + self.offset
+        return a if self.action_filter is None else self.action_filter(obs, a)
 
 
 class TwinCritic(nn.Module):
@@ -199,6 +202,12 @@ class SAC:
         # the compiled path proves itself on its first call of each graph (full update, critic-only update)
         graphs = {True} if cfg.actor_update_every == 1 else {True, False}  # the `actor` flags updates will use
         self._unproven: set[bool] = set() if self._grads is sac_grads else graphs
+        self.action_filter: ActionFilter | None = None
+
+    def set_action_filter(self, f: ActionFilter | None) -> None:
+        """Put the robot's safety filter into the policy (:mod:`robodyna.learn.action_filter`): acting, the
+        critic's bootstrap and the actor's objective use filtered actions, and the exported graph ends with it."""
+        self.action_filter = f
 
     # ------------------------------------------------------------------ helpers
     def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -213,7 +222,7 @@ class SAC:
         return ((action - self._offset) / self._scale).clamp(-1.0, 1.0)
 
     def deterministic_policy(self) -> DeterministicPolicy:
-        return DeterministicPolicy(self.actor, self.low, self.high)
+        return DeterministicPolicy(self.actor, self.low, self.high, self.action_filter)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False) -> np.ndarray:
@@ -226,8 +235,11 @@ class SAC:
         else:
             eps = torch.from_numpy(rng.standard_normal(mean.shape, dtype=np.float32))
             u = mean + log_std.exp() * eps
-        a = (torch.tanh(u) * self._scale + self._offset).numpy()
-        return a[0] if single else a
+        a = torch.tanh(u) * self._scale + self._offset
+        if self.action_filter is not None:
+            a = self.action_filter(o, a)
+        out = a.numpy()
+        return out[0] if single else out
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -241,8 +253,12 @@ class SAC:
             notdone = 1.0 - torch.from_numpy(batch.terminated).float()
             n, a = obs.shape[0], self.act_dim
             eps = torch.randn(2, n, a)
+            f = self.action_filter
+            bounds = (None, None) if f is None else (f.unit_bounds(obs, self._offset, self._scale),
+                                                     f.unit_bounds(nxt, self._offset, self._scale))
             args = (self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone,
-                    self.actor.normalize(nxt), eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha)
+                    self.actor.normalize(nxt), eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha,
+                    *bounds)
             g = self._compute_grads(args, actor=self.n_updates % cfg.actor_update_every == 0)
             for (w, b), (gw, gb) in zip(self._nets.critic, g.critic):
                 w.grad, b.grad = gw, gb

@@ -179,18 +179,32 @@ def critic_backward(
 
 
 # ---------------------------------------------------------------------------------------------- SAC
+def apply_bounds(a: Tensor, b: tuple[Tensor, ...]) -> Tensor:
+    """The safety filter's soft-limit projection, then its rate limit, with its comparisons (the caller clips to
+    the action limits before and after; :mod:`robodyna.learn.action_filter`)."""
+    slo, shi, rlo, rhi = b
+    a = torch.where(a < slo, slo, torch.where(a > shi, shi, a))
+    return torch.where(a > rhi, rhi, torch.where(a < rlo, rlo, a))
+
+
 def sac_grads(
     nets: Nets, log_alpha: Tensor, obs_n: Tensor, act: Tensor, rew: Tensor, notdone: Tensor, nxt_n: Tensor,
-    eps_next: Tensor, eps_pi: Tensor, gamma: float, target_entropy: float, auto_alpha: bool, actor: bool = True,
+    eps_next: Tensor, eps_pi: Tensor, gamma: float, target_entropy: float, auto_alpha: bool,
+    bounds_obs: tuple[Tensor, ...] | None = None, bounds_next: tuple[Tensor, ...] | None = None, actor: bool = True,
 ) -> Grads:
     """Losses and gradients of one SAC update. ``act`` in [-1, 1]; ``obs_n``/``nxt_n`` normalised.
-    ``actor=False``: the critic's alone (delayed policy updates), about 45 % less arithmetic."""
+    ``actor=False``: the critic's alone (delayed policy updates), about 45 % less arithmetic.
+    ``bounds_obs``/``bounds_next``: the safety filter's per-row bounds in [-1, 1] units
+    (:mod:`robodyna.learn.action_filter`): the policy's actions are filtered before the critic sees them, and the
+    actor's gradient passes the filter unchanged (straight-through)."""
     bf16 = nets.bf16
     batch, obs_dim = obs_n.shape
     act_dim = act.shape[1]
     alpha = log_alpha.exp()
     # Soft Bellman target from the target critic (clipped double-Q).
     _, _, _, a_next, logp_next = sample_forward(nets.actor, nxt_n, eps_next, bf16)
+    if bounds_next is not None:
+        a_next = apply_bounds(a_next, bounds_next).clamp(-1.0, 1.0)
     ln = nets.critic_layer_norm
     _, q_next, _ = critic_forward(nets.target, torch.cat([nxt_n, a_next], 1), bf16, ln)
     target = rew + gamma * notdone * (q_next.min(0).values - alpha * logp_next)
@@ -203,7 +217,8 @@ def sac_grads(
         return Grads(None, critic_g, None, critic_loss, None, None, q, None)
     # Actor through the (fixed) critic: only the minimum member carries gradient for each sample.
     ahs, raw, std, a_pi, logp = sample_forward(nets.actor, obs_n, eps_pi, bf16)
-    khs, q_pi, krs = critic_forward(nets.critic, torch.cat([obs_n, a_pi], 1), bf16, ln)
+    a_in = a_pi if bounds_obs is None else apply_bounds(a_pi, bounds_obs).clamp(-1.0, 1.0)
+    khs, q_pi, krs = critic_forward(nets.critic, torch.cat([obs_n, a_in], 1), bf16, ln)
     q_min, who = q_pi.min(0)
     actor_loss = (alpha * logp - q_min).mean()
     dq = torch.zeros_like(q_pi).scatter_(0, who.unsqueeze(0), -1.0 / batch)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robodyna.spec import RobotConfig, RobotSpec
+from robodyna.spec import RobotConfig, RobotSpec, SafetyConfig
 
 # Intervention bits (robodyna.data.validate.INTERVENTION_BITS names them in the store).
 CLAMPED = 1
@@ -63,7 +63,10 @@ class FilterParams:
 
     @classmethod
     def from_config(cls, spec: RobotSpec, cfg: RobotConfig) -> FilterParams:
-        s = cfg.safety
+        return cls.from_safety(spec, cfg.safety)
+
+    @classmethod
+    def from_safety(cls, spec: RobotSpec, s: SafetyConfig) -> FilterParams:
         low, high = spec.action_low_array, spec.action_high_array
         return cls(
             low=low, high=high, max_change_per_tick=(high - low) * s.max_action_change_frac_per_tick,

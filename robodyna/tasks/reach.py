@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robodyna.spec import ACTION_UNITS, ReachTaskConfig, RobotConfig, RobotSpec
+from robodyna.spec import ACTION_UNITS, ReachTaskConfig, RobotConfig, RobotSpec, SafetyConfig
 
 
 def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
@@ -66,6 +66,9 @@ class ReachFns:
     yaw_symmetric: bool = False
     # turned rows keep the first joint this far inside its limits (a row at a limit would claim a stop elsewhere)
     symmetry_margin_rad: float = 0.05
+    # the robot's onboard safety filter settings (robot.yaml ``safety:``), for learners that put the filter into
+    # the policy (``policy_filter``); None: unknown
+    safety: SafetyConfig | None = None
 
     def push_action(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """``next_obs`` with its action-history columns set exactly: ``action`` newest, then ``obs``'s history
@@ -226,7 +229,7 @@ def reach_fns(cfg: RobotConfig, spec: RobotSpec) -> ReachFns:
         goal_high_m=tc.workspace_high_m, reach_radius_m=tc.reach_radius_m, base_m=base_position(cfg, spec.engine),
         joint_low_rad=spec.joint_low_rad, joint_high_rad=spec.joint_high_rad,
         precision_bonus=tc.precision_bonus, precision_scale_m=tc.precision_scale_m, action_history=tc.action_history,
-        yaw_symmetric=tc.yaw_symmetric,
+        yaw_symmetric=tc.yaw_symmetric, safety=cfg.safety,
     )
 
 
