@@ -7,11 +7,13 @@ dynamics model fitted on the run's own simulation buffer first (``--add-model PR
 ``configs/loops/checkpoints/reacher2_sim.pt`` was made with::
 
     robodyna train --robot reacher2 --algo sac --steps 60000 --seed 0 --set sac.num_threads=1 \
-        --set eval_every=5000 --set eval_episodes=20 --run-dir RUN
+        --set eval_every=5000 --set eval_episodes=20 --set sac.critic_layer_norm=false --set sac.init_alpha=1.0 \
+        --run-dir RUN
     python tools/loop_checkpoint.py RUN/last.pt configs/loops/checkpoints/reacher2_sim.pt --add-model mbpo \
         --robot reacher2
 
-(the exact figures are in ``configs/loops/reacher2.yaml``).
+(the SAC preset's defaults then: no critic LayerNorm, alpha from 1.0; the exact figures are in
+``configs/loops/reacher2.yaml``).
 """
 
 from __future__ import annotations

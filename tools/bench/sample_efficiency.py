@@ -40,8 +40,9 @@ ALGOS = ("mbpo", "dyna", "sac", "sac-rawobs", "sb3", "sb3-alpha0.1", "sb3-her")
 # α started at 0.1 like robodyna's Reacher-v5 preset (from 1.0 its α takes thousands of updates to fall).
 SB3_INIT_ALPHA = {"sb3-alpha0.1": 0.1}
 # Variants of a preset: (preset, extra overrides). ``sac-rawobs`` is robodyna SAC without its observation
-# normaliser, i.e. configured exactly like SB3's SAC: the like-for-like correctness check against SB3.
-VARIANTS = {"sac-rawobs": ("sac", ["sac.normalize_obs=false"])}
+# normaliser, its critics' LayerNorm and its alpha from 0.1, i.e. configured exactly like SB3's SAC: the like-for-like
+# correctness check against SB3.
+VARIANTS = {"sac-rawobs": ("sac", ["sac.normalize_obs=false", "sac.critic_layer_norm=false", "sac.init_alpha=1.0"])}
 
 
 def max_steps_for(algo: str, args: argparse.Namespace) -> int:
