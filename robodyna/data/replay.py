@@ -11,6 +11,7 @@ import numpy as np
 from robodyna.data.store import EpisodeStore, StoreError
 from robodyna.data.store_format import store_identity
 from robodyna.identity import Identity, check_identity
+from robodyna.tasks.reach import ReachLayout
 
 
 @dataclass
@@ -36,7 +37,7 @@ def check_robot_matches(store: EpisodeStore, spec: Any) -> None:
     m = store.meta
     check_identity("replay", store_identity(m), Identity.of(spec), str(store.root))
     n = spec.n_joints
-    if m.obs_dim < 2 * n + 3:
+    if m.obs_dim < ReachLayout(n).ee.stop:
         raise StoreError(f"{store.root}: obs has {m.obs_dim} columns; replay needs [qpos({n}), qvel({n}), ee(3)...]")
 
 
@@ -64,7 +65,7 @@ def replay(
     rb = load_robot(robot, reality=reality, overrides=overrides)
     try:
         check_robot_matches(store, rb.spec)
-        n = rb.spec.n_joints
+        n, ee = rb.spec.n_joints, ReachLayout(rb.spec.n_joints).ee
         s = rb.reset(qpos=np.asarray(info["qpos"]), qvel=np.asarray(info["qvel"]), seed=info.get("seed"))
         init_err = float(np.linalg.norm(s.qpos - tr.batch.obs[0, :n]))
         T = len(tr)
@@ -74,7 +75,7 @@ def replay(
             st = rb.observe()
             rec = tr.batch.next_obs[t]
             jerr[t] = np.linalg.norm(st.qpos - rec[:n])
-            eerr[t] = np.linalg.norm(st.ee_pos_m - rec[2 * n : 2 * n + 3])
+            eerr[t] = np.linalg.norm(st.ee_pos_m - rec[ee])
     finally:
         rb.close()
     return ReplayResult(episode, jerr, eerr, init_err)

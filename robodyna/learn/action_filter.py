@@ -26,6 +26,7 @@ from torch import nn
 from robodyna.learn.sac_grad import apply_bounds
 from robodyna.onboard.filter import FilterParams
 from robodyna.spec import RobotSpec
+from robodyna.tasks.reach import ReachLayout
 
 # Every bound is drawn this share of the action range inside the controller's (2e-7 N*m on reacher2), so that
 # float32 rounding (of the output, of the observed previous action) never makes the controller's filter trim an
@@ -95,9 +96,10 @@ def policy_filter_for(task_fns: Any, spec: RobotSpec) -> ActionFilter:
     if safety is None:
         raise ValueError(f"policy_filter=true: {spec.name}'s task carries no safety settings (robot tasks only; "
                          "set policy_filter=false)")
-    n = spec.n_joints
+    lay = ReachLayout(spec.n_joints)
     history = int(getattr(task_fns, "action_history", 0))
-    return ActionFilter(FilterParams.from_safety(spec, safety), n, 2 * n + 6 if history >= 1 else None)
+    prev_at = lay.history_start if history >= 1 else None
+    return ActionFilter(FilterParams.from_safety(spec, safety), lay.n_joints, prev_at)
 
 
 def filter_numpy(f: ActionFilter, obs: np.ndarray, action: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ from robodyna.robots.reality import load_reality
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import load_robot_config
 from robodyna.tasks.env import RobotEnv
-from robodyna.tasks.reach import shift_in
+from robodyna.tasks.reach import ReachLayout, shift_in
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class Controller:
         n = self.spec.n_joints
         self._n = n
         self._obs_dim = len(self.obs_names)
-        self._target_at = 2 * n + 3
+        self._target_at = ReachLayout(n).target.start
+        self._ee = ReachLayout(n).ee
         self.episode_steps = int(episode_steps or self.env.task_cfg.episode_steps)
         self.period_s = 1.0 / float(self.spec.control_hz)
         s = self.cfg.safety
@@ -430,7 +431,7 @@ class Controller:
         """One episode of ``episode_steps`` actions (fewer when ``max_steps`` or a stop says so)."""
         robot, fp, stats, dl = self.robot, self.filter, self.stats, self.deadlines
         writer, fns, trace = self.writer, self.env.task_fns, self.trace
-        n, od, tat, target = self._n, self._obs_dim, self._target_at, self._target
+        n, od, tat, target, ee = self._n, self._obs_dim, self._target_at, self._target, self._ee
         hist = np.zeros(od - tat - 3, np.float32)  # actions sent, newest first (task action_history; hold at reset)
         hat = tat + 3
         hold = fp.hold
@@ -498,7 +499,7 @@ class Controller:
                     raw = np.full(n, np.nan)
                 t1 = _mono()
                 stats.inferred(t1 - ti)
-                applied, bits = filter_action(raw, prev_applied, obs[:n], obs[2 * n : 2 * n + 3], fp)
+                applied, bits = filter_action(raw, prev_applied, obs[:n], obs[ee], fp)
                 if bits & INVALID_OUTPUT:
                     self._log_invalid("policy v%d output invalid (NaN/inf or shape %s); hold sent", self.policy_version,
                                       np.shape(raw))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robodyna.spec import RobotConfig, RobotSpec, SafetyConfig
+from robodyna.tasks.reach import ReachLayout
 
 # Intervention bits (robodyna.data.validate.INTERVENTION_BITS names them in the store).
 CLAMPED = 1
@@ -175,6 +176,7 @@ class FilteredPolicy:
     def __init__(self, policy: object, params: FilterParams) -> None:
         self.policy, self.params = policy, params
         self.n = len(params.low)
+        self._ee = ReachLayout(self.n).ee
         self.prev = params.hold.copy()
         self.ticks = 0
         self.interventions = 0  # ticks the filter changed the action on
@@ -186,7 +188,7 @@ class FilteredPolicy:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         n = self.n
         raw = self.policy(obs)  # type: ignore[operator]
-        applied, bits = filter_action(raw, self.prev, obs[:n], obs[2 * n : 2 * n + 3], self.params)
+        applied, bits = filter_action(raw, self.prev, obs[:n], obs[self._ee], self.params)
         self.prev = applied
         self.ticks += 1
         self.interventions += bits != 0

@@ -16,7 +16,7 @@ from robodyna.robots.base import Robot, RobotError
 from robodyna.robots.reality import RealityProfile, RealityRobot
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import ReachTaskConfig, RobotConfig
-from robodyna.tasks.reach import sample_target, shift_in
+from robodyna.tasks.reach import ReachLayout, sample_target, shift_in
 from robodyna.tasks.task import make_task
 
 
@@ -48,9 +48,10 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._sim = inner
         self._n = n
         self._obs_dim = od
-        self._target_at = 2 * n + 3
+        lay = ReachLayout(n)
+        self._target_at = lay.target.start
         # previous actions sent (newest first), the observation's last columns (task ``action_history``)
-        self._history = np.zeros(od - (2 * n + 6), dtype=np.float32)
+        self._history = np.zeros(od - lay.history_start, dtype=np.float32)
         self._episode_steps = self.task_cfg.episode_steps
         self._obs = np.zeros(od, dtype=np.float32)
         self._target = np.zeros(3)

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from robodyna.tasks.reach import ReachLayout
+
 log = logging.getLogger(__name__)
 
 
@@ -109,8 +111,8 @@ class ReachOracle:
     # -- control ------------------------------------------------------------------------------------------------
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         o = np.asarray(obs, dtype=np.float64)
-        n = self.n
-        q, qd, target = o[:n], o[n : 2 * n], o[2 * n + 3 : 2 * n + 6]
+        lay = ReachLayout(self.n)
+        q, qd, target = o[lay.qpos], o[lay.qvel], o[lay.target]
         if not np.array_equal(target, self._target):  # a new episode (or target): solve once
             self._target = target.copy()
             self._q_goal, self.ik_error_m = self.solve_ik(q, target)

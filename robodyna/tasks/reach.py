@@ -31,6 +31,35 @@ def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class ReachLayout:
+    """Where each part of the reach observation sits, for an arm of ``n_joints`` joints (the module docstring's
+    layout): the one place its column offsets are written down."""
+
+    n_joints: int
+
+    @property
+    def qpos(self) -> slice:
+        return slice(0, self.n_joints)
+
+    @property
+    def qvel(self) -> slice:
+        return slice(self.n_joints, 2 * self.n_joints)
+
+    @property
+    def ee(self) -> slice:
+        return slice(2 * self.n_joints, 2 * self.n_joints + 3)
+
+    @property
+    def target(self) -> slice:
+        return slice(2 * self.n_joints + 3, 2 * self.n_joints + 6)
+
+    @property
+    def history_start(self) -> int:
+        """First column of the action history (the observation's last columns, newest action first)."""
+        return 2 * self.n_joints + 6
+
+
 def shift_in(history: np.ndarray, action: np.ndarray) -> None:
     """Push ``action`` into a 1-D action history in place: newest first, the oldest dropped (the env and the onboard
     controller keep the observation's ``action_history`` columns with it; :meth:`ReachFns.push_action` is the
@@ -70,13 +99,17 @@ class ReachFns:
     # the policy (``policy_filter``); None: unknown
     safety: SafetyConfig | None = None
 
+    @property
+    def layout(self) -> ReachLayout:
+        return ReachLayout(self.n_joints)
+
     def push_action(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """``next_obs`` with its action-history columns set exactly: ``action`` newest, then ``obs``'s history
         shifted by one (bookkeeping, not a prediction: a model rollout must not guess which actions it sent)."""
         h = self.action_history
         if not h:
             return next_obs
-        i, m = 2 * self.n_joints + 6, np.shape(action)[-1]
+        i, m = self.layout.history_start, np.shape(action)[-1]
         out = np.array(next_obs, dtype=np.float32, copy=True)
         out[..., i : i + m] = action
         out[..., i + m : i + h * m] = np.asarray(obs)[..., i : i + (h - 1) * m]
@@ -88,21 +121,21 @@ class ReachFns:
         Joint positions are clamped to their limits, with the velocity pointing out of a limit zeroed there;
         the target does not move within an episode.
         """
-        n, out = self.n_joints, np.array(next_obs, dtype=np.float32, copy=True)
+        lay, out = self.layout, np.array(next_obs, dtype=np.float32, copy=True)
         if self.joint_low_rad is not None and self.joint_high_rad is not None:
             lo, hi = np.asarray(self.joint_low_rad, np.float32), np.asarray(self.joint_high_rad, np.float32)
-            q, v = out[:, :n], out[:, n : 2 * n]
+            q, v = out[:, lay.qpos], out[:, lay.qvel]
             v[((q > hi) & (v > 0)) | ((q < lo) & (v < 0))] = 0.0
             np.clip(q, lo, hi, out=q)
-        out[:, 2 * n + 3 : 2 * n + 6] = np.asarray(obs)[:, 2 * n + 3 : 2 * n + 6]
+        out[:, lay.target] = np.asarray(obs)[:, lay.target]
         return out
 
     @property
     def dynamics_columns(self) -> tuple[int, ...]:
         """The columns the arm's dynamics depend on: joint positions and velocities and the action history
         (actions still in flight; the end effector follows from the positions, the target is the goal)."""
-        n = 2 * self.n_joints
-        return tuple(range(n)) + tuple(range(n + 6, self.obs_dim))
+        lay = self.layout
+        return tuple(range(lay.qvel.stop)) + tuple(range(lay.history_start, self.obs_dim))
 
     @property
     def has_goals(self) -> bool:
@@ -125,25 +158,22 @@ class ReachFns:
 
     def achieved_goal(self, obs: np.ndarray) -> np.ndarray:
         """The end-effector position of each row: the target that row has reached, ``[N, 3]``."""
-        i = 2 * self.n_joints
-        return np.array(obs[:, i : i + 3], dtype=np.float64)
+        return np.array(obs[:, self.layout.ee], dtype=np.float64)
 
     def with_goal(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``obs`` with its target columns replaced by ``goals``."""
-        i = 2 * self.n_joints + 3
         out = np.array(obs, copy=True)
-        out[:, i : i + 3] = goals
+        out[:, self.layout.target] = goals
         return out
 
     @property
     def obs_dim(self) -> int:
-        return 2 * self.n_joints + 6 + self.action_history * len(self.action_high)
+        return self.layout.history_start + self.action_history * len(self.action_high)
 
     def distance(self, obs: np.ndarray) -> np.ndarray:
         """End-effector-to-target distance [m] of each row of ``obs`` ([N, O] or [O])."""
-        o = np.asarray(obs)
-        i = 2 * self.n_joints
-        d = o[..., i : i + 3] - o[..., i + 3 : i + 6]
+        o, lay = np.asarray(obs), self.layout
+        d = o[..., lay.ee] - o[..., lay.target]
         return np.sqrt(np.sum(d * d, axis=-1))
 
     def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
@@ -166,7 +196,7 @@ class ReachFns:
         Same values as :meth:`reward` and :meth:`terminated` (reach never terminates early), without the
         per-call numpy overhead of the vectorised versions.
         """
-        i = 2 * self.n_joints
+        i = self.layout.ee.start  # the target follows the end effector's 3 columns
         o = next_obs.tolist()
         dx, dy, dz = o[i] - o[i + 3], o[i + 1] - o[i + 4], o[i + 2] - o[i + 5]
         d = math.sqrt(dx * dx + dy * dy + dz * dz)
@@ -197,7 +227,7 @@ class ReachFns:
         base; the other joints, every velocity and the action history do not change."""
         if not self.yaw_symmetric:
             raise NotImplementedError("reach: this robot's task declares no symmetry (yaw_symmetric)")
-        i, j = 2 * self.n_joints, 2 * self.n_joints + 3
+        i, j = self.layout.ee.start, self.layout.target.start
         out = np.array(obs, dtype=np.float32, copy=True)
         o = np.asarray(obs, dtype=np.float64)
         phi = np.asarray(phi, dtype=np.float64)

@@ -85,12 +85,12 @@ class GoalDictEnv(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.fns = task_fns_for_env(env)
-        i = 2 * self.fns.n_joints
+        lay = self.fns.layout
         box = env.observation_space
         assert isinstance(box, gym.spaces.Box)
         od = box.shape[0]  # joints, end effector, target, then any action history (part of the observation)
-        part = {"observation": np.r_[0 : i + 3, i + 6 : od], "achieved_goal": np.arange(i, i + 3),
-                "desired_goal": np.arange(i + 3, i + 6)}
+        part = {"observation": np.r_[0 : lay.ee.stop, lay.history_start : od], "achieved_goal": np.r_[lay.ee],
+                "desired_goal": np.r_[lay.target]}
         self.observation_space = gym.spaces.Dict(
             {k: gym.spaces.Box(box.low[s], box.high[s], dtype=np.float32) for k, s in part.items()})
         self._parts = part
