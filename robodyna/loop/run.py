@@ -105,18 +105,7 @@ class LoopRun:
         return ckpt
 
     def _export_sim(self, ckpt: Path, out: Path) -> None:
-        from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env
-        from robodyna.learn.export import export_policy
-        from robodyna.learn.mbpo import agent_from_checkpoint
-
-        env = make_env(self.cfg.robot)
-        try:
-            agent, st = agent_from_checkpoint(ckpt, env)
-            version = int(st["learner"]["counters"]["policy_version"])
-            export_policy(agent, spec_for_env(env), obs_names_for_env(env), out, policy_version=version,
-                          run_id=str(st["learner"]["run_id"]))
-        finally:
-            env.close()
+        version = export_checkpoint_policy(self.cfg.robot, ckpt, out)
         (self.tdir / "policies").mkdir(parents=True, exist_ok=True)
         shutil.copy(out, self.tdir / "policies" / f"policy_v{version}.onnx")
 
@@ -279,6 +268,24 @@ class _OnnxFactory:
 
     def __call__(self, env: Any) -> Any:
         return onnx_policy(self.path)
+
+
+def export_checkpoint_policy(robot: str, ckpt: str | Path, out: str | Path) -> int:
+    """Export the policy of a learner checkpoint made for ``robot`` (a stage-1 checkpoint: the sim-only policy) to
+    ONNX at ``out``; returns its policy version."""
+    from robodyna.learn.envs import make_env, obs_names_for_env, spec_for_env
+    from robodyna.learn.export import export_policy
+    from robodyna.learn.mbpo import agent_from_checkpoint
+
+    env = make_env(robot)
+    try:
+        agent, st = agent_from_checkpoint(Path(ckpt), env)
+        version = int(st["learner"]["counters"]["policy_version"])
+        export_policy(agent, spec_for_env(env), obs_names_for_env(env), Path(out), policy_version=version,
+                      run_id=str(st["learner"]["run_id"]))
+    finally:
+        env.close()
+    return version
 
 
 def evaluate_on_robot(cfg: LoopConfig, reality: str, make_policy: Callable[[Any], Any]) -> dict[str, float]:
