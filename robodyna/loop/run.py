@@ -236,7 +236,7 @@ class LoopRun:
         ev = self.cfg.eval
         out: dict[str, Any] = {"reality": self.reality, "episodes": ev.episodes, "safety_filter": True}
         for name, path in (("sim_only", self.run_dir / "sim_only.onnx"), ("adapted", self._latest_policy())):
-            out[name] = evaluate_on_robot(self.cfg, self.reality, _OnnxFactory(path)) | {"policy": path.name}
+            out[name] = evaluate_on_robot(self.cfg, self.reality, path) | {"policy": path.name}
         (self.run_dir / "eval.json").write_text(json.dumps(out, indent=1))
         return out
 
@@ -260,16 +260,6 @@ class LoopRun:
         return result
 
 
-class _OnnxFactory:
-    """``make_policy`` for :func:`evaluate_on_robot`: the ONNX policy at ``path`` (whatever the env)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, env: Any) -> Any:
-        return onnx_policy(self.path)
-
-
 def export_checkpoint_policy(robot: str, ckpt: str | Path, out: str | Path) -> int:
     """Export the policy of a learner checkpoint made for ``robot`` (a stage-1 checkpoint: the sim-only policy) to
     ONNX at ``out``; returns its policy version."""
@@ -288,12 +278,12 @@ def export_checkpoint_policy(robot: str, ckpt: str | Path, out: str | Path) -> i
     return version
 
 
-def evaluate_on_robot(cfg: LoopConfig, reality: str, make_policy: Callable[[Any], Any]) -> dict[str, float]:
+def evaluate_on_robot(cfg: LoopConfig, reality: str, policy: str | Path | Callable[[Any], Any]) -> dict[str, float]:
     """Score a policy on the loop's "real" robot as its controller runs it: ``reality``, the controller's robot.yaml
     overrides, and every action through the robot's safety filter (:class:`~robodyna.onboard.filter.FilteredPolicy`;
-    on laggy reacher2 it changes about a third of a sim-trained policy's actions). ``make_policy(env)`` builds the
-    policy; the loop config's evaluation episodes and seed pick the targets. Returns the float results plus
-    ``filtered_tick_fraction``."""
+    on laggy reacher2 it changes about a third of a sim-trained policy's actions). ``policy``: an ONNX file, or
+    ``make_policy(env)`` that builds the policy; the loop config's evaluation episodes and seed pick the targets.
+    Returns the float results plus ``filtered_tick_fraction``."""
     from robodyna.learn.mbpo import evaluate
     from robodyna.onboard.filter import FilteredPolicy, FilterParams
     from robodyna.tasks.env import make_env
@@ -301,7 +291,8 @@ def evaluate_on_robot(cfg: LoopConfig, reality: str, make_policy: Callable[[Any]
     env = make_env(cfg.robot, reality=reality, overrides=list(cfg.controller.overrides))
     try:
         u: Any = env.unwrapped
-        pol = FilteredPolicy(make_policy(env), FilterParams.from_config(u.robot_spec, u.robot_cfg))
+        act = onnx_policy(Path(policy)) if isinstance(policy, (str, Path)) else policy(env)
+        pol = FilteredPolicy(act, FilterParams.from_config(u.robot_spec, u.robot_cfg))
         r = evaluate(pol, env, cfg.eval.episodes, cfg.eval.seed)
     finally:
         env.close()

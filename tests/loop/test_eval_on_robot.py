@@ -48,3 +48,20 @@ def test_the_loop_evaluation_goes_through_the_filter() -> None:
     assert bang["filtered_tick_fraction"] == 1.0
     assert still["filtered_tick_fraction"] == 0.0
     assert {"mean_final_distance_m", "success_rate", "mean_return"} <= bang.keys()
+
+
+def test_an_onnx_file_is_scored_as_the_policy_it_holds(tmp_path: Any) -> None:
+    """``evaluate_on_robot`` takes an ONNX path as well as a policy factory; the stage-1 checkpoint's export is the
+    sim-only policy the loop scores."""
+    from robodyna.loop.run import export_checkpoint_policy, onnx_policy
+    from robodyna.paths import configs_root
+
+    cfg = load_loop_config("reacher2", ["eval.episodes=3"])
+    assert cfg.stage1.checkpoint
+    path = tmp_path / "sim_only.onnx"
+    assert export_checkpoint_policy("reacher2", configs_root().parent / cfg.stage1.checkpoint, path) >= 1
+    by_path = evaluate_on_robot(cfg, "laggy", path)
+    by_factory = evaluate_on_robot(cfg, "laggy", lambda env: onnx_policy(path))
+    still = evaluate_on_robot(cfg, "laggy", lambda env: (lambda obs: np.zeros(2)))
+    assert by_path == by_factory
+    assert by_path["mean_final_distance_m"] < still["mean_final_distance_m"]  # a trained policy, not a stand-in

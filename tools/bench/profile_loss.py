@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from robodyna.loop.config import load_loop_config
-from robodyna.loop.run import _resolve, evaluate_on_robot, export_checkpoint_policy, onnx_policy
+from robodyna.loop.run import _resolve, evaluate_on_robot, export_checkpoint_policy
 from robodyna.robots.reality import list_realities
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_onnx = Path(tmp) / "sim_only.onnx"
         export_checkpoint_policy(cfg.robot, _resolve(cfg.stage1.checkpoint), sim_onnx)
         for prof in a.profiles or list_realities():
-            sim = evaluate_on_robot(cfg, prof, lambda env: onnx_policy(sim_onnx))
+            sim = evaluate_on_robot(cfg, prof, sim_onnx)
             orc = evaluate_on_robot(cfg, prof, lambda env: make_oracle(env, cfg.seed))
             rows.append({"profile": prof, "sim_only": sim, "ik_oracle": orc, "counts": counts(sim, orc, a.margin)})
 

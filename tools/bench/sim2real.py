@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from robodyna.loop.config import LoopConfig, load_loop_config
-from robodyna.loop.run import LoopRun, evaluate_on_robot, onnx_policy
+from robodyna.loop.run import LoopRun, evaluate_on_robot
 
 VARIANTS = {
     "loop": [],
@@ -60,7 +60,7 @@ def oracle(cfg: LoopConfig, profile: str, seed: int, steps: int, out: Path, ckpt
         from robodyna.tasks.oracle import make_oracle
 
         return evaluate_on_robot(cfg, profile, lambda env: make_oracle(env, seed))
-    return evaluate_on_robot(cfg, profile, lambda env: onnx_policy(path))
+    return evaluate_on_robot(cfg, profile, path)
 
 
 def main(argv: list[str] | None = None) -> int:
