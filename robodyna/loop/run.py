@@ -46,7 +46,8 @@ def _env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _resolve(path: str) -> Path:
+def repo_path(path: str) -> Path:
+    """A path a config names (a checkpoint): absolute as given, else relative to the repository root."""
     p = Path(path)
     return p if p.is_absolute() else configs_root().parent / p
 
@@ -84,7 +85,7 @@ class LoopRun:
         """The simulation checkpoint (trained here unless the config names one) and the sim-only ONNX policy."""
         c = self.cfg.stage1
         if c.checkpoint:
-            ckpt = _resolve(c.checkpoint)
+            ckpt = repo_path(c.checkpoint)
             if not ckpt.is_file():
                 raise FileNotFoundError(f"stage1.checkpoint {ckpt} not found")
         else:

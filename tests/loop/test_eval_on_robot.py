@@ -53,13 +53,12 @@ def test_the_loop_evaluation_goes_through_the_filter() -> None:
 def test_an_onnx_file_is_scored_as_the_policy_it_holds(tmp_path: Any) -> None:
     """``evaluate_on_robot`` takes an ONNX path as well as a policy factory; the stage-1 checkpoint's export is the
     sim-only policy the loop scores."""
-    from robodyna.loop.run import export_checkpoint_policy, onnx_policy
-    from robodyna.paths import configs_root
+    from robodyna.loop.run import export_checkpoint_policy, onnx_policy, repo_path
 
     cfg = load_loop_config("reacher2", ["eval.episodes=3"])
     assert cfg.stage1.checkpoint
     path = tmp_path / "sim_only.onnx"
-    assert export_checkpoint_policy("reacher2", configs_root().parent / cfg.stage1.checkpoint, path) >= 1
+    assert export_checkpoint_policy("reacher2", repo_path(cfg.stage1.checkpoint), path) >= 1
     by_path = evaluate_on_robot(cfg, "laggy", path)
     by_factory = evaluate_on_robot(cfg, "laggy", lambda env: onnx_policy(path))
     still = evaluate_on_robot(cfg, "laggy", lambda env: (lambda obs: np.zeros(2)))

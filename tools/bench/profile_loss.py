@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from robodyna.loop.config import load_loop_config
-from robodyna.loop.run import _resolve, evaluate_on_robot, export_checkpoint_policy
+from robodyna.loop.run import evaluate_on_robot, export_checkpoint_policy, repo_path
 from robodyna.robots.reality import list_realities
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         sim_onnx = Path(tmp) / "sim_only.onnx"
-        export_checkpoint_policy(cfg.robot, _resolve(cfg.stage1.checkpoint), sim_onnx)
+        export_checkpoint_policy(cfg.robot, repo_path(cfg.stage1.checkpoint), sim_onnx)
         for prof in a.profiles or list_realities():
             sim = evaluate_on_robot(cfg, prof, sim_onnx)
             orc = evaluate_on_robot(cfg, prof, lambda env: make_oracle(env, cfg.seed))
