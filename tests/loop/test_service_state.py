@@ -82,3 +82,29 @@ def test_a_negative_final_average_is_refused_naming_the_key_and_value() -> None:
     with pytest.raises(ValueError, match=r"trainer\.final_average_versions.*got -1"):
         load_loop_config("reacher2", ["trainer.final_average_versions=-1"])
     assert load_loop_config("reacher2", ["trainer.final_average_versions=0"]).trainer.final_average_versions == 0
+
+
+@pytest.mark.parametrize("name", ["reacher2", "panda"])
+def test_a_shipped_loop_checkpoint_is_made_for_its_robot_and_warm_starts_the_trainers_learner(name: str) -> None:
+    """The identity rule accepts the preset's stage-1 checkpoint for its robot folder as it is now (observation
+    layout included), and the trainer's learner, built with the checkpoint's network shapes, loads its agent and
+    model: a robot.yaml change that outdates a shipped checkpoint fails here, not in a long loop run."""
+    from robodyna.learn.checkpoint import load_checkpoint
+    from robodyna.loop.config import load_loop_config
+    from robodyna.loop.run import repo_path
+    from robodyna.loop.trainer import warm_start_shapes
+
+    cfg = load_loop_config(name)
+    assert cfg.stage1.checkpoint
+    env = make_env(cfg.robot)
+    try:
+        spec, names = spec_for_env(env), obs_names_for_env(env)
+        state = load_checkpoint(repo_path(cfg.stage1.checkpoint), spec, names)["learner"]
+        algo = load_algo_config(cfg.trainer.algo, cfg.robot,
+                                [*warm_start_shapes(state["config"]), *cfg.trainer.algo_overrides, "sac.compile=false"])
+        lr = Learner(algo, spec, names, task_fns_for_env(env), episode_steps_for_env(env))
+        lr.agent.load_state_dict(state["sac"])
+        assert lr.model is not None and state["model"] is not None
+        lr.model.load_state_dict(state["model"])
+    finally:
+        env.close()
