@@ -164,8 +164,8 @@ class Controller:
         n = self.spec.n_joints
         self._n = n
         self._obs_dim = len(self.obs_names)
-        self._target_at = ReachLayout(n).target.start
-        self._ee = ReachLayout(n).ee
+        lay = ReachLayout(n)
+        self._target_at, self._ee = lay.target.start, lay.ee
         self.episode_steps = int(episode_steps or self.env.task_cfg.episode_steps)
         self.period_s = 1.0 / float(self.spec.control_hz)
         s = self.cfg.safety

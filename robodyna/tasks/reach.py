@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class ReachFns:
     # the policy (``policy_filter``); None: unknown
     safety: SafetyConfig | None = None
 
-    @property
+    @cached_property
     def layout(self) -> ReachLayout:
         return ReachLayout(self.n_joints)
 
