@@ -48,6 +48,7 @@ class ReachOracle:
         self.sim = sim
         self.spec = u.robot_spec
         self.n = n = self.spec.n_joints
+        self._layout = ReachLayout(n)
         self.mode = self.spec.action_mode
         self.low = np.asarray(self.spec.action_low, dtype=np.float64)
         self.high = np.asarray(self.spec.action_high, dtype=np.float64)
@@ -111,7 +112,7 @@ class ReachOracle:
     # -- control ------------------------------------------------------------------------------------------------
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         o = np.asarray(obs, dtype=np.float64)
-        lay = ReachLayout(self.n)
+        lay = self._layout
         q, qd, target = o[lay.qpos], o[lay.qvel], o[lay.target]
         if not np.array_equal(target, self._target):  # a new episode (or target): solve once
             self._target = target.copy()
