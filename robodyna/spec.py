@@ -181,6 +181,32 @@ class RobotConfig:
 
 
 @dataclass(frozen=True)
+class StateLayout:
+    """The robot state vector ``[qpos (n) rad, qvel (n) rad/s, ee_pos (3) m]`` that every driver's ``observe_into``
+    writes and every task observation starts with: the one place its column offsets are written down (tasks extend
+    it, e.g. :class:`robodyna.tasks.reach.ReachLayout`)."""
+
+    n_joints: int
+
+    @property
+    def qpos(self) -> slice:
+        return slice(0, self.n_joints)
+
+    @property
+    def qvel(self) -> slice:
+        return slice(self.n_joints, 2 * self.n_joints)
+
+    @property
+    def ee(self) -> slice:
+        return slice(2 * self.n_joints, 2 * self.n_joints + 3)
+
+    @property
+    def size(self) -> int:
+        """Columns of the state vector (the first columns of every task's observation)."""
+        return 2 * self.n_joints + 3
+
+
+@dataclass(frozen=True)
 class RobotSpec:
     """Runtime description of a robot's interface: names, units, limits, rates. Plain data, JSON-serialisable."""
 

@@ -14,7 +14,7 @@ from types import TracebackType
 import numpy as np
 
 from robodyna.robots.action import check_action, clamp
-from robodyna.spec import RobotSpec
+from robodyna.spec import RobotSpec, StateLayout
 
 
 class RobotError(RuntimeError):
@@ -56,10 +56,10 @@ class Robot(ABC):
     def observe_into(self, out: np.ndarray) -> None:
         """Write ``[qpos (n), qvel (n), ee_pos_m (3)]`` into ``out``: the control loop's allocation-free read."""
         s = self.observe()
-        n = s.qpos.shape[0]
-        out[:n] = s.qpos
-        out[n : 2 * n] = s.qvel
-        out[2 * n : 2 * n + 3] = s.ee_pos_m
+        lay = StateLayout(s.qpos.shape[0])
+        out[lay.qpos] = s.qpos
+        out[lay.qvel] = s.qvel
+        out[lay.ee] = s.ee_pos_m
 
     @abstractmethod
     def _apply(self, action: np.ndarray) -> None:

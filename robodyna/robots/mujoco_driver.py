@@ -15,7 +15,7 @@ import numpy as np
 
 from robodyna.robots.base import RobotError, RobotState
 from robodyna.robots.sim import DynamicsScale, SimRobot
-from robodyna.spec import RobotConfig
+from robodyna.spec import RobotConfig, StateLayout
 
 
 def _resolve_model(folder: Path, model: str) -> Path:
@@ -108,6 +108,8 @@ class MujocoRobot(SimRobot):
         }
         self._dt = m.opt.timestep
         self._n = len(cfg.joints)
+        lay = StateLayout(self._n)
+        self._sq, self._sv, self._se = lay.qpos, lay.qvel, lay.ee  # observe_into's slices, built once
         self._ctrl = self.data.ctrl
         self._dirty = True
         self.reset()
@@ -166,10 +168,10 @@ class MujocoRobot(SimRobot):
         return RobotState(d.qpos[self._qadr].copy(), d.qvel[self._dadr].copy(), ee.copy(), float(d.time))
 
     def observe_into(self, out: np.ndarray) -> None:
-        d, n = self.data, self._n
-        out[2 * n : 2 * n + 3] = self._ee_pos()
-        out[:n] = d.qpos[self._qadr]
-        out[n : 2 * n] = d.qvel[self._dadr]
+        d = self.data
+        out[self._se] = self._ee_pos()
+        out[self._sq] = d.qpos[self._qadr]
+        out[self._sv] = d.qvel[self._dadr]
 
     def model_at(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = self.model

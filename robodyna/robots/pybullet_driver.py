@@ -21,7 +21,7 @@ from pybullet_utils.bullet_client import BulletClient
 
 from robodyna.robots.base import RobotError, RobotState
 from robodyna.robots.sim import DynamicsScale, SimRobot
-from robodyna.spec import RobotConfig
+from robodyna.spec import RobotConfig, StateLayout
 
 
 class PybulletRobot(SimRobot):
@@ -91,6 +91,8 @@ class PybulletRobot(SimRobot):
         self._target = np.zeros(len(self._idx))
         self._cid = c._client  # hot paths call pybullet directly: BulletClient builds a partial on every call
         self._n = len(self._idx)
+        lay = StateLayout(self._n)
+        self._sq, self._sv, self._se = lay.qpos, lay.qvel, lay.ee  # observe_into's slices, built once
         self._tau_max_list = self.tau_max.tolist()
         self._gravity_comp = cfg.gains.gravity_compensation
         self._grav_rows = [self._movable.index(i) for i in self._idx]
@@ -182,11 +184,10 @@ class PybulletRobot(SimRobot):
         return self._read()[0]
 
     def observe_into(self, out: np.ndarray) -> None:
-        n = self._n
         states = p.getJointStates(self.body, self._idx, physicsClientId=self._cid)
-        out[:n] = [s[0] for s in states]
-        out[n : 2 * n] = [s[1] for s in states]
-        out[2 * n : 2 * n + 3] = p.getLinkState(
+        out[self._sq] = [s[0] for s in states]
+        out[self._sv] = [s[1] for s in states]
+        out[self._se] = p.getLinkState(
             self.body, self._ee, computeForwardKinematics=True, physicsClientId=self._cid
         )[4]
 

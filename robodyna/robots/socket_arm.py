@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from robodyna.robots.base import Robot, RobotError, RobotState
-from robodyna.spec import RobotConfig, RobotSpec
+from robodyna.spec import RobotConfig, RobotSpec, StateLayout
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class SocketArm(Robot):
         self.n = len(cfg.joints)
         self._sock: socket.socket | None = None
         self._seq = 0
-        self._fmt = {k: struct.Struct(f"<{k}d") for k in (0, self.n, self.n + 1, 2 * self.n + 4)}
+        self._fmt = {k: struct.Struct(f"<{k}d") for k in (0, self.n, self.n + 1, StateLayout(self.n).size + 1)}
         self._connect()
 
     # -- transport ----------------------------------------------------------------------------------------------
@@ -153,10 +153,10 @@ class SocketArm(Robot):
     def observe(self) -> RobotState:
         v = self._call(OBSERVE, ())
         assert isinstance(v, np.ndarray)
-        n = self.n
-        if v.shape != (2 * n + 4,):
-            raise RobotError(f"{self.spec.name}: OBSERVE reply has {v.shape[0]} values, expected {2 * n + 4}")
-        return RobotState(v[:n].copy(), v[n : 2 * n].copy(), v[2 * n : 2 * n + 3].copy(), float(v[2 * n + 3]))
+        lay = StateLayout(self.n)  # the reply: the state vector, then the arm's clock (s)
+        if v.shape != (lay.size + 1,):
+            raise RobotError(f"{self.spec.name}: OBSERVE reply has {v.shape[0]} values, expected {lay.size + 1}")
+        return RobotState(v[lay.qpos].copy(), v[lay.qvel].copy(), v[lay.ee].copy(), float(v[lay.size]))
 
     def _apply(self, action: np.ndarray) -> None:
         self._call(ACT, action)

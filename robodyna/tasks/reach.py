@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from robodyna.spec import ACTION_UNITS, ReachTaskConfig, RobotConfig, RobotSpec, SafetyConfig
+from robodyna.spec import ACTION_UNITS, ReachTaskConfig, RobotConfig, RobotSpec, SafetyConfig, StateLayout
 
 
 def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
@@ -33,32 +33,19 @@ def reach_obs_names(spec: RobotSpec, action_history: int = 0) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ReachLayout:
+class ReachLayout(StateLayout):
     """Where each part of the reach observation sits, for an arm of ``n_joints`` joints (the module docstring's
-    layout): the one place its column offsets are written down."""
-
-    n_joints: int
-
-    @property
-    def qpos(self) -> slice:
-        return slice(0, self.n_joints)
-
-    @property
-    def qvel(self) -> slice:
-        return slice(self.n_joints, 2 * self.n_joints)
-
-    @property
-    def ee(self) -> slice:
-        return slice(2 * self.n_joints, 2 * self.n_joints + 3)
+    layout): the robot's state vector (:class:`~robodyna.spec.StateLayout`), then the target and the action
+    history."""
 
     @property
     def target(self) -> slice:
-        return slice(2 * self.n_joints + 3, 2 * self.n_joints + 6)
+        return slice(self.size, self.size + 3)
 
     @property
     def history_start(self) -> int:
         """First column of the action history (the observation's last columns, newest action first)."""
-        return 2 * self.n_joints + 6
+        return self.size + 3
 
 
 def shift_in(history: np.ndarray, action: np.ndarray) -> None:

@@ -10,6 +10,7 @@ import robodyna
 from robodyna.cli.sim import check_robot
 from robodyna.onboard.safety import UnsafeActionError
 from robodyna.robots import list_robots, load_robot, load_robot_config, robot_folder
+from robodyna.spec import StateLayout
 
 ROBOT_ENGINES = [
     (name, eng) for name in list_robots() for eng in load_robot_config(robot_folder(name))[0].engines
@@ -150,3 +151,7 @@ def test_observe_into_writes_exactly_what_observe_returns(name: str, engine: str
         out = np.full(2 * robot.spec.n_joints + 3, np.nan)
         robot.observe_into(out)
         np.testing.assert_array_equal(out, np.concatenate([s.qpos, s.qvel, s.ee_pos_m]))
+        lay = StateLayout(robot.spec.n_joints)  # the columns tasks and the controller read
+        assert lay.size == out.size
+        np.testing.assert_array_equal(out[lay.ee], s.ee_pos_m)
+        np.testing.assert_array_equal(out[lay.qvel], s.qvel)

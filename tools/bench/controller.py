@@ -37,7 +37,7 @@ from robodyna.onboard.controller import Controller, rate_overrides
 from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.timing import Deadlines
 from robodyna.robots.registry import load_robot, robot_folder
-from robodyna.spec import RobotSpec, load_robot_config
+from robodyna.spec import RobotSpec, StateLayout, load_robot_config
 from robodyna.tasks import robot_task
 
 
@@ -145,7 +145,7 @@ def bench_floor(robot: str, policy: OnnxPolicy, hz: float, seconds: float, spin_
             for _ in range(int(seconds * hz)):
                 dl.wait(lambda: policy.run_one(obs))
                 t = pc()
-                r.observe_into(obs[: r.spec.n_joints * 2 + 3])
+                r.observe_into(obs[: StateLayout(r.spec.n_joints).size])
                 policy.run_one(obs)
                 out.append(pc() - t)
                 r.send_action(zero)
