@@ -203,6 +203,16 @@ class SAC:
         graphs = {True} if cfg.actor_update_every == 1 else {True, False}  # the `actor` flags updates will use
         self._unproven: set[bool] = set() if self._grads is sac_grads else graphs
         self.action_filter: ActionFilter | None = None
+        self.actor_frozen_until = 0  # updates before this one train the critics only (see freeze_actor)
+
+    def freeze_actor(self, n_updates: int) -> None:
+        """Train the critics only for the next ``n_updates`` updates (actor and α stay as they are): fine-tuning a
+        policy on another system's data, its critic first learns the new values of the policy it has, so the actor
+        does not follow a critic in transition (critic warm-up before policy updates in offline-to-online RL:
+        Nair et al. 2020, AWAC §5; Lee et al. 2021, "Offline-to-Online RL via Balanced Replay")."""
+        self.actor_frozen_until = self.n_updates + max(0, int(n_updates))
+        if n_updates > 0 and self._grads is not sac_grads:
+            self._unproven.add(False)  # the critic-only graph proves itself on its first call
 
     def set_action_filter(self, f: ActionFilter | None) -> None:
         """Put the robot's safety filter into the policy (:mod:`robodyna.learn.action_filter`): acting, the
@@ -259,7 +269,8 @@ class SAC:
             args = (self._nets, self.log_alpha, self.actor.normalize(obs), act, rew, notdone,
                     self.actor.normalize(nxt), eps[0], eps[1], cfg.gamma, self.target_entropy, cfg.auto_alpha,
                     *bounds)
-            g = self._compute_grads(args, actor=self.n_updates % cfg.actor_update_every == 0)
+            g = self._compute_grads(args, actor=self.n_updates >= self.actor_frozen_until
+                                    and self.n_updates % cfg.actor_update_every == 0)
             for (w, b), (gw, gb) in zip(self._nets.critic, g.critic):
                 w.grad, b.grad = gw, gb
             if g.actor is not None:  # else a critic-only step: Adam skips parameters without a gradient

@@ -74,12 +74,17 @@ class ServiceConfig:
     # one SAC iterate swings by ~10 success points between neighbouring rounds, and the budget's end can fall on
     # a bad one (laggy, 2000 real steps: final 52 %, the five versions before it 67-72 %). 0: the last iterate.
     final_average_versions: int = 4
+    # The first N SAC updates after the warm start train the critics only (SAC.freeze_actor): the simulation
+    # critic first learns the real robot's values of the policy that collects the data; 0: off.
+    critic_warmup_updates: int = 0
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
             raise ValueError(f"trainer.warm_start: agent_model, agent_model_buffer or fresh, got {self.warm_start!r}")
         if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0:
             raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
+        if self.critic_warmup_updates < 0:
+            raise ValueError(f"trainer.critic_warmup_updates: >= 0, got {self.critic_warmup_updates}")
         if self.final_average_versions < 0:
             raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
                              f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
@@ -204,6 +209,7 @@ class TrainerService:
             lr.n_init = len(lr.real)
         lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
         self._sim_fits = lr.n_fits
+        lr.agent.freeze_actor(self.cfg.critic_warmup_updates)
         log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
 
     def _save(self) -> None:
@@ -214,7 +220,7 @@ class TrainerService:
                         "version_rows": {str(k): v for k, v in self.version_rows.items()},
                         "real_steps": self.real_steps, "round": self.round, "fitted_error": self.fitted_error,
                         "updates_at_data": self.scheduler.updates_at_data, "sim_version": self._sim_version,
-                        "sim_fits": self._sim_fits,
+                        "sim_fits": self._sim_fits, "actor_frozen_until": self.learner.agent.actor_frozen_until,
                         "updates_at_export": self.updates_at_export},
         })
 
@@ -229,6 +235,7 @@ class TrainerService:
         self.fitted_error, self._sim_version = float(sv["fitted_error"]), int(sv["sim_version"])
         self.scheduler.updates_at_data = int(sv["updates_at_data"])
         self._sim_fits = int(sv.get("sim_fits", 0))
+        self.learner.agent.freeze_actor(int(sv.get("actor_frozen_until", 0)) - self.learner.agent.n_updates)
         self.updates_at_export = int(sv["updates_at_export"])
         log.info("resumed the trainer service at %d real steps, round %d, policy v%d", self.real_steps, self.round,
                  self.learner.policy_version)

@@ -173,6 +173,29 @@ def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only()
     assert moved == [True, False, False, True, False, False]
 
 
+def test_a_frozen_actor_stays_put_for_the_warm_up_then_learns_again() -> None:
+    from robodyna.data.batch import Batch
+
+    rng = np.random.default_rng(1)
+    agent = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32), seed=0)
+    batch = Batch.create(rng.normal(size=(64, 4)).astype(np.float32), rng.uniform(-1, 1, (64, 2)).astype(np.float32),
+                         rng.normal(size=64).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32),
+                         np.zeros(64, bool), np.zeros(64, bool))
+    agent.update(batch)  # counts from wherever the agent is (a warm start's n_updates)
+    agent.freeze_actor(3)
+    moved = []
+    for _ in range(5):
+        actor0 = [p.detach().clone() for p in agent.actor.parameters()]
+        critic0 = [p.detach().clone() for p in agent.critic.parameters()]
+        alpha0 = agent.log_alpha.item()
+        agent.update(batch)
+        assert any(not torch.equal(c, p) for c, p in zip(critic0, agent.critic.parameters()))
+        actor_moved = any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
+        assert actor_moved == (agent.log_alpha.item() != alpha0)
+        moved.append(actor_moved)
+    assert moved == [False, False, False, True, True]
+
+
 def test_bf16_auto_follows_the_cpu_and_other_values_fail_at_load() -> None:
     from pathlib import Path
 
