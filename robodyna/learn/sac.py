@@ -351,6 +351,8 @@ class SAC:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.optim.load_state_dict(state["optim"])
+        for group in self.optim.param_groups:  # the optimiser's moments carry over; the step size is this config's
+            group["lr"] = self.cfg.lr  # (a fine-tuning run's sac.lr would otherwise be the checkpoint's, silently)
         self.n_updates = int(state["n_updates"])
 
 

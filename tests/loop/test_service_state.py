@@ -76,6 +76,26 @@ def test_trainer_service_warm_starts_the_shipped_checkpoint_with_its_own_critic(
     assert fresh.learner.agent.critic.layer_norm  # the preset's own default
 
 
+def test_a_warm_start_takes_the_configs_learning_rate_and_keeps_the_critic_warm_up_across_a_resume(
+        tmp_path: Path) -> None:
+    from robodyna.loop.trainer import ServiceConfig, TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "sac.lr=0.0001"], critic_warmup_updates=500)
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=ckpt)
+    agent = svc.learner.agent
+    assert {g["lr"] for g in agent.optim.param_groups} == {1e-4}  # not the checkpoint's 3e-4
+    sim_updates = agent.n_updates
+    assert sim_updates > 0 and agent.actor_frozen_until == sim_updates + 500
+    svc._save()
+    resumed = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                             init_checkpoint=ckpt)
+    assert resumed.learner.agent.actor_frozen_until == sim_updates + 500
+
+
 def test_a_negative_final_average_is_refused_naming_the_key_and_value() -> None:
     from robodyna.loop.config import load_loop_config
 
