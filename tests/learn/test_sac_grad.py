@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from robodyna.data.batch import Batch
 from robodyna.learn.config import SACConfig
 from robodyna.learn.sac import SAC, TwinCritic
 from robodyna.learn.sac_grad import Nets, sac_grads
@@ -152,14 +153,17 @@ def test_a_critic_only_update_gives_the_same_critic_gradients_and_no_actor_ones(
         torch.testing.assert_close(fb, cb)
 
 
-def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only() -> None:
-    from robodyna.data.batch import Batch
+def _random_batch(rng: np.random.Generator) -> Batch:
+    """64 random rows of a 4-D observation, 2-D action task."""
+    return Batch.create(rng.normal(size=(64, 4)).astype(np.float32), rng.uniform(-1, 1, (64, 2)).astype(np.float32),
+                        rng.normal(size=64).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32),
+                        np.zeros(64, bool), np.zeros(64, bool))
 
+
+def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only() -> None:
     rng = np.random.default_rng(0)
     agent = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32, actor_update_every=3), seed=0)
-    batch = Batch.create(rng.normal(size=(64, 4)).astype(np.float32), rng.uniform(-1, 1, (64, 2)).astype(np.float32),
-                         rng.normal(size=64).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32),
-                         np.zeros(64, bool), np.zeros(64, bool))
+    batch = _random_batch(rng)
     moved = []
     for _ in range(6):
         actor0 = [p.detach().clone() for p in agent.actor.parameters()]
@@ -174,13 +178,9 @@ def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only()
 
 
 def test_a_frozen_actor_stays_put_for_the_warm_up_then_learns_again() -> None:
-    from robodyna.data.batch import Batch
-
     rng = np.random.default_rng(1)
     agent = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32), seed=0)
-    batch = Batch.create(rng.normal(size=(64, 4)).astype(np.float32), rng.uniform(-1, 1, (64, 2)).astype(np.float32),
-                         rng.normal(size=64).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32),
-                         np.zeros(64, bool), np.zeros(64, bool))
+    batch = _random_batch(rng)
     agent.update(batch)  # counts from wherever the agent is (a warm start's n_updates)
     agent.freeze_actor(3)
     moved = []
