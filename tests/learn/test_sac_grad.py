@@ -160,20 +160,25 @@ def _random_batch(rng: np.random.Generator) -> Batch:
                         np.zeros(64, bool), np.zeros(64, bool))
 
 
+def _update_moves_the_actor(agent: SAC, batch: Batch) -> bool:
+    """One update; the critics move on every one, α exactly when the actor does. Returns whether the actor moved."""
+    actor0 = [p.detach().clone() for p in agent.actor.parameters()]
+    critic0 = [p.detach().clone() for p in agent.critic.parameters()]
+    alpha0 = agent.log_alpha.item()
+    agent.update(batch)
+    assert any(not torch.equal(c, p) for c, p in zip(critic0, agent.critic.parameters()))
+    actor_moved = any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
+    assert actor_moved == (agent.log_alpha.item() != alpha0)
+    return actor_moved
+
+
 def test_delayed_policy_updates_move_the_actor_and_alpha_every_nth_update_only() -> None:
     rng = np.random.default_rng(0)
     agent = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32, actor_update_every=3), seed=0)
     batch = _random_batch(rng)
     moved = []
     for _ in range(6):
-        actor0 = [p.detach().clone() for p in agent.actor.parameters()]
-        critic0 = [p.detach().clone() for p in agent.critic.parameters()]
-        alpha0 = agent.log_alpha.item()
-        agent.update(batch)
-        actor_moved = any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
-        assert any(not torch.equal(c, p) for c, p in zip(critic0, agent.critic.parameters()))  # every update
-        assert actor_moved == (agent.log_alpha.item() != alpha0)
-        moved.append(actor_moved)
+        moved.append(_update_moves_the_actor(agent, batch))
     assert moved == [True, False, False, True, False, False]
 
 
@@ -185,14 +190,7 @@ def test_a_frozen_actor_stays_put_for_the_warm_up_then_learns_again() -> None:
     agent.freeze_actor(3)
     moved = []
     for _ in range(5):
-        actor0 = [p.detach().clone() for p in agent.actor.parameters()]
-        critic0 = [p.detach().clone() for p in agent.critic.parameters()]
-        alpha0 = agent.log_alpha.item()
-        agent.update(batch)
-        assert any(not torch.equal(c, p) for c, p in zip(critic0, agent.critic.parameters()))
-        actor_moved = any(not torch.equal(a, p) for a, p in zip(actor0, agent.actor.parameters()))
-        assert actor_moved == (agent.log_alpha.item() != alpha0)
-        moved.append(actor_moved)
+        moved.append(_update_moves_the_actor(agent, batch))
     assert moved == [False, False, False, True, True]
 
 
