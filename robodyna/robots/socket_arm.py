@@ -94,7 +94,8 @@ class SocketArm(Robot):
         self.n = len(cfg.joints)
         self._sock: socket.socket | None = None
         self._seq = 0
-        self._fmt = {k: struct.Struct(f"<{k}d") for k in (0, self.n, self.n + 1, StateLayout(self.n).size + 1)}
+        self._lay = StateLayout(self.n)  # an OBSERVE reply: the state vector, then the arm's clock (s)
+        self._fmt = {k: struct.Struct(f"<{k}d") for k in (0, self.n, self.n + 1, self._lay.size + 1)}
         self._connect()
 
     # -- transport ----------------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class SocketArm(Robot):
     def observe(self) -> RobotState:
         v = self._call(OBSERVE, ())
         assert isinstance(v, np.ndarray)
-        lay = StateLayout(self.n)  # the reply: the state vector, then the arm's clock (s)
+        lay = self._lay
         if v.shape != (lay.size + 1,):
             raise RobotError(f"{self.spec.name}: OBSERVE reply has {v.shape[0]} values, expected {lay.size + 1}")
         return RobotState(v[lay.qpos].copy(), v[lay.qvel].copy(), v[lay.ee].copy(), float(v[lay.size]))
