@@ -65,6 +65,9 @@ class EnsembleConfig:
     # "mse" of the mean (MBPO's reference code; stops as soon as the mean fits, leaving the variance untrained)
     early_stop_on: Literal["nll", "mse"] = "nll"
     max_epochs: int = field(default=200, metadata={"ge": 1})
+    # gradient steps per fit (one minibatch per member each): the fit ends after the epoch that reaches it. Unlike
+    # max_epochs it bounds a fit's cost whatever the data size, and unlike max_fit_seconds it does not depend on load
+    max_fit_batches: int | None = field(default=None, metadata={"ge": 1})
     # wall-time safety net: a fit that ends on it depends on machine load, so presets keep it far above a normal fit
     max_fit_seconds: float = field(default=600.0, metadata={"gt": 0})
     learn_logvar_bounds: bool = True

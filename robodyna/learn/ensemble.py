@@ -221,7 +221,7 @@ class DynamicsEnsemble:
         best = self._val_score(xh, yh)
         best_state = [p.detach().clone() for p in params]
         since, epochs, stopped_by, loss_val = 0, 0, "max_epochs", float("nan")
-        bs = cfg.batch_size
+        bs, n_batches = cfg.batch_size, 0
         for epoch in range(cfg.max_epochs):
             order = np.take_along_axis(boot, rng.random(boot.shape).argsort(axis=1), axis=1)
             self.net.train()
@@ -231,6 +231,7 @@ class DynamicsEnsemble:
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optim.step()
+                n_batches += 1
             loss_val = float(loss.detach())
             if not math.isfinite(loss_val):
                 raise FloatingPointError(f"ensemble training loss became {loss_val} at fit epoch {epoch}")
@@ -251,6 +252,9 @@ class DynamicsEnsemble:
                 since += 1
             if since > cfg.patience:
                 stopped_by = "patience"
+                break
+            if cfg.max_fit_batches is not None and n_batches >= cfg.max_fit_batches:
+                stopped_by = "max_fit_batches"
                 break
             if time.perf_counter() - t0 > cfg.max_fit_seconds:
                 stopped_by = "time"

@@ -54,6 +54,17 @@ def test_elites_are_the_members_with_the_lowest_validation_error() -> None:
     assert set(ens.elites) == set(np.argsort(ens.val_mse)[: ens.cfg.n_elites])
 
 
+def test_a_fit_ends_after_the_epoch_that_reaches_max_fit_batches_whatever_the_data_size() -> None:
+    rng = np.random.default_rng(0)
+    for n_train_rows, expect_epochs in ((1000, 3), (4000, 1)):  # 4 and 13 minibatches of 256 per epoch
+        ens = DynamicsEnsemble(1, 1, small_cfg(max_fit_batches=10, patience=100, holdout_ratio=0.2), seed=0)
+        rep = ens.fit(smooth_data(int(n_train_rows / 0.8), rng), rng)
+        assert rep.n_train == n_train_rows
+        assert (rep.epochs, rep.stopped_by) == (expect_epochs, "max_fit_batches"), rep
+    rep = DynamicsEnsemble(1, 1, small_cfg(max_epochs=2, patience=100), seed=0).fit(smooth_data(500, rng), rng)
+    assert (rep.epochs, rep.stopped_by) == (2, "max_epochs")  # unset (the default): no batch cap
+
+
 def test_batched_ensemble_equals_a_loop_of_separate_members_with_the_same_weights() -> None:
     ens = DynamicsEnsemble(5, 2, EnsembleConfig(), seed=3)
     x = torch.randn(64, 7)
