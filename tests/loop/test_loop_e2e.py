@@ -30,7 +30,7 @@ CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
 
 FAST = [
     f"stage1.checkpoint={CKPT}",
-    "trainer.algo_overrides=[ensemble.max_fit_seconds=3,rollout_batch=5000,updates_per_step=5,model_train_every=100]",
+    "trainer.algo_overrides=[ensemble.max_fit_batches=60,rollout_batch=5000,updates_per_step=5,model_train_every=100]",
     "timeout_s=300",
 ]
 
