@@ -24,6 +24,7 @@ def test_model_fit_with_an_unknown_set_key_fails_naming_the_key(reacher_store: P
 @pytest.mark.parametrize(("override", "message"), [
     ("hidden=wide", "--set: hidden: got 'wide'; expected an integer"),
     ("n_members=0", "--set: n_members: got 0; must be >= 1"),
+    ("max_fit_batches=0", "--set: max_fit_batches: got 0; must be >= 1"),  # an optional bound is still checked
     ("holdout_ratio=1.5", "--set: holdout_ratio: got 1.5; must be < 1"),
     ("n_elites=9", "--set: n_elites: got 9; must be <= n_members (7)"),
     ("hidden", "--set: hidden: got 'hidden'; expected KEY=VALUE"),
