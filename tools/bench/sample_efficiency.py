@@ -58,7 +58,7 @@ def run_ours(algo: str, env: str, seed: int, args: argparse.Namespace, thr: floa
     cfg = load_algo_config(preset, env, over + extra)
     t0 = time.perf_counter()
     res = train(cfg, env, out / f"{env}_{algo}_{seed}", max_steps_for(algo, args), progress=False, tensorboard=False,
-                on_eval=lambda row: reached(row, thr, args))
+                on_eval=lambda row: reached(row, thr, args, f"{env} {algo} seed {seed}"))
     curve = [(int(e["step"]), float(e["mean_return"])) for e in res.evals]
     return {"curve": curve, "precision": [precision_of(e) for e in res.evals], "seconds": time.perf_counter() - t0}
 
@@ -68,9 +68,13 @@ def precision_of(ev: dict[str, Any]) -> tuple[int, float, float]:
     return (int(ev["step"]), float(ev.get("success_rate", math.nan)), float(ev.get("mean_final_distance_m", math.nan)))
 
 
-def reached(ev: dict[str, Any], thr: float, args: argparse.Namespace) -> bool:
+def reached(ev: dict[str, Any], thr: float, args: argparse.Namespace, tag: str = "") -> bool:
     """Whether a run stops at this evaluation: its return reached the threshold, or (``--stop-on success``) its
-    success rate reached ``--success-level``."""
+    success rate reached ``--success-level``. ``tag`` (env, algo, seed): print the evaluation as progress."""
+    if tag:
+        print(f"  {tag} step {int(ev['step'])}: return {float(ev['mean_return']):.2f}, success "
+              f"{float(ev.get('success_rate', math.nan)):.0%}, final distance "
+              f"{100 * float(ev.get('mean_final_distance_m', math.nan)):.2f} cm", flush=True)
     if args.stop_on == "success":
         return float(ev.get("success_rate", -1.0)) >= args.success_level
     return float(ev["mean_return"]) >= thr
@@ -142,7 +146,8 @@ def run_sb3(env_name: str, seed: int, args: argparse.Namespace, thr: float, init
                       seed=seed * 100_003 + steps)
         curve.append((steps, float(ev["mean_return"])))
         prec.append(precision_of({**ev, "step": steps}))
-        if reached(ev, thr, args):
+        tag = f"{env_name} sb3 (initial α {init_alpha:g}{', HER' if her else ''}) seed {seed}"
+        if reached({**ev, "step": steps}, thr, args, tag):
             break
     return {"curve": curve, "precision": prec, "seconds": time.perf_counter() - t0}
 
