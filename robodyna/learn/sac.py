@@ -214,6 +214,13 @@ class SAC:
         if n_updates > 0 and self._grads is not sac_grads:
             self._unproven.add(False)  # the critic-only graph proves itself on its first call
 
+    def set_lr(self, lr: float) -> None:
+        """Set the step size of every parameter (actor, critics, α) from now on (a step-size schedule)."""
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"SAC step size must be finite and > 0, got {lr!r}")
+        for group in self.optim.param_groups:
+            group["lr"] = lr
+
     def set_action_filter(self, f: ActionFilter | None) -> None:
         """Put the robot's safety filter into the policy (:mod:`robodyna.learn.action_filter`): acting, the
         critic's bootstrap and the actor's objective use filtered actions, and the exported graph ends with it."""

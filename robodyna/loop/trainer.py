@@ -79,6 +79,10 @@ class ServiceConfig:
     # panda on laggy (seed 0, 3000 real steps) ended at 2.09 cm / 40 % with 5000 (1.99 cm / 46 % without); its
     # policy, unchanged through the warm-up, fell to 12.99 cm / 19 % within the 2500 updates after it.
     critic_warmup_updates: int = 0
+    # SAC's step size falls linearly from sac.lr at the first update to sac.lr x lr_final_frac at the budget's last
+    # one (updates_per_step x real_step_budget updates), so the adapted policy is not one large step's iterate
+    # (annealed step sizes, Robbins & Monro 1951; as in the linear decay of PPO's and SB3's schedules); null: constant.
+    lr_final_frac: float | None = None
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -87,6 +91,9 @@ class ServiceConfig:
             raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
         if self.critic_warmup_updates < 0:
             raise ValueError(f"trainer.critic_warmup_updates: >= 0, got {self.critic_warmup_updates}")
+        if self.lr_final_frac is not None and not 0 < self.lr_final_frac <= 1:
+            raise ValueError(f"trainer.lr_final_frac: the final step size's fraction of sac.lr, in (0, 1] (null: "
+                             f"constant), got {self.lr_final_frac}")
         if self.final_average_versions < 0:
             raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
                              f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
@@ -436,6 +443,8 @@ class TrainerService:
                 if got:
                     self._data_arrived()
                 may = self._may_update()
+                if may:
+                    self._anneal_lr()
                 did = lr.update(cfg.update_chunk) if may else 0
                 self._policy_results()
                 if (got or lr.n_updates - self._sig_updates >= 5 * cfg.update_chunk) and self.real_steps:
@@ -474,6 +483,14 @@ class TrainerService:
             self.metrics.close()
             self.server.stop()
         return summary
+
+    def _anneal_lr(self) -> None:
+        """``lr_final_frac``: SAC's step size for the next updates, linear in the updates done of the budget's."""
+        f, lr = self.cfg.lr_final_frac, self.learner
+        if f is None:
+            return
+        total = max(1, lr.cfg.updates_per_step * self.cfg.real_step_budget)
+        lr.agent.set_lr(lr.cfg.sac.lr * (1.0 - (1.0 - f) * min(1.0, lr.n_updates / total)))
 
     def _may_update(self) -> bool:
         """SAC may update (``updates_wait_for_model``): once the model has been refitted on this robot's data and

@@ -128,3 +128,36 @@ def test_a_shipped_loop_checkpoint_is_made_for_its_robot_and_warm_starts_the_tra
         lr.model.load_state_dict(state["model"])
     finally:
         env.close()
+
+
+def test_lr_final_frac_anneals_the_sac_step_size_linearly_over_the_budgets_updates(tmp_path: Path) -> None:
+    from robodyna.loop.trainer import ServiceConfig, TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "sac.lr=0.0001", "updates_per_step=10",
+                                        "ensemble.hidden=16", "sac.hidden=16"],
+                        real_step_budget=100, lr_final_frac=0.1)
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
+    agent, lr = svc.learner.agent, svc.learner
+    seen = []
+    for n in (0, 500, 1000, 5000):  # the budget's updates: 10 x 100
+        lr.n_updates = n
+        svc._anneal_lr()
+        seen.append({g["lr"] for g in agent.optim.param_groups})
+    assert [len(s) for s in seen] == [1, 1, 1, 1]
+    np.testing.assert_allclose([s.pop() for s in seen], [1e-4, 5.5e-5, 1e-5, 1e-5], rtol=1e-9)
+    const = TrainerService("reacher2", tmp_path / "const", "tcp://127.0.0.1:0", tmp_path / "keys",
+                           ServiceConfig(algo_overrides=["sac.compile=false", "sac.lr=0.0001", "ensemble.hidden=16",
+                                                         "sac.hidden=16"]))
+    const.learner.n_updates = 10_000
+    const._anneal_lr()  # null: the step size stays sac.lr
+    assert {g["lr"] for g in const.learner.agent.optim.param_groups} == {1e-4}
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "-0.1"])
+def test_an_lr_final_frac_outside_zero_one_is_refused_naming_the_key(bad: str) -> None:
+    from robodyna.loop.config import load_loop_config
+
+    with pytest.raises(ValueError, match=rf"trainer\.lr_final_frac.*got {bad}"):
+        load_loop_config("reacher2", [f"trainer.lr_final_frac={bad}"])
