@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
+from types import FrameType
 
 from robodyna.cli.args import quiet_libraries
 
@@ -15,6 +17,11 @@ def _loop(a: argparse.Namespace) -> int:
     from robodyna.loop.run import LoopRun
 
     quiet_libraries(again=True)  # importing torch reset its loggers' levels (the sim policy's export logged)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:  # as Ctrl-C: stop both sides cleanly, then exit
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     t0 = time.monotonic()
     if a.resume:
         run = LoopRun.resume(a.resume)

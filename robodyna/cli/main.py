@@ -18,6 +18,7 @@ import warnings
 from robodyna import __version__
 from robodyna.cli.args import CLIError, quiet_libraries
 from robodyna.config import ConfigError
+from robodyna.lifetime import exit_with_parent
 
 # Modules that add verbs: each exposes ``register(subparsers)``; handlers are ``args.func(args) -> int``.
 VERB_MODULES = ("robodyna.cli.sim", "robodyna.cli.learn", "robodyna.cli.data", "robodyna.cli.onboard",
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        exit_with_parent()  # a trainer or controller that `robodyna loop` started ends when the loop does
         return int(args.func(args) or 0)
     except CLIError as exc:
         print(f"robodyna {verb_of(args)}: error: {exc}", file=sys.stderr)

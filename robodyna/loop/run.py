@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from robodyna.config import load_config, read_yaml, save_config
+from robodyna.lifetime import child_env
 from robodyna.loop.config import LoopConfig
 from robodyna.paths import configs_root
 
@@ -42,8 +43,8 @@ def _cli() -> list[str]:
 
 def _env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return child_env({**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 def repo_path(path: str) -> Path:
@@ -135,7 +136,7 @@ class LoopRun:
                 raise RuntimeError("the trainer did not start listening within 300 s")
             time.sleep(0.1)
         ep = (self.tdir / "endpoint").read_text().strip()
-        self._event("trainer_started", endpoint=ep)
+        self._event("trainer_started", endpoint=ep, pid=self.trainer.pid)
         return ep
 
     def _latest_policy(self) -> Path:
@@ -157,7 +158,7 @@ class LoopRun:
             cmd += ["--set", o]
         self.controller = subprocess.Popen(cmd, stdout=outf, stderr=logf, env=_env())
         self._event("controller_started", reality=self.reality, episodes=episodes,
-                    policy=self._latest_policy().name)
+                    policy=self._latest_policy().name, pid=self.controller.pid)
 
     def _stop(self, proc: subprocess.Popen[bytes] | None, timeout: float = 60.0) -> int | None:
         if proc is None or proc.poll() is not None:

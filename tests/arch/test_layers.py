@@ -13,7 +13,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "robodyna"
 LAYERS = ["base", "robots", "tasks", "data", "onboard", "transport", "learn", "loop", "cli"]
-BASE_MODULES = {"config", "paths", "spec", "identity", "protocol_version"}
+BASE_MODULES = {"config", "paths", "spec", "identity", "protocol_version", "lifetime"}
 ROBOT_SIDE = {"base", "robots", "tasks", "data", "onboard", "transport"}
 
 

@@ -158,3 +158,47 @@ def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) 
     after = [d for d in dec if int(d["real_steps"]) > 200]
     assert not [d for d in before if d["reason"] == "model_error_ratio"], before
     assert [d for d in after if d["reason"] == "model_error_ratio"], after
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_loop_killed_with_sigkill_takes_its_trainer_and_controller_with_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rd = tmp_path / "run"
+    sets = [a for o in [*FAST, "trainer.real_step_budget=100000"] for a in ("--set", o)]
+    loop = subprocess.Popen([sys.executable, "-m", "robodyna.cli.main", "loop", "--config", "reacher2",
+                             "--run-dir", str(rd), *sets], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids: dict[str, int] = {}
+    try:
+        end = time.monotonic() + 180
+        rec_dir = rd / "controller" / "record"
+        while len(pids) < 2 or not rec_dir.is_dir() or EpisodeStore(rec_dir).num_transitions < 100:
+            assert time.monotonic() < end and loop.poll() is None, (pids, loop.returncode)
+            time.sleep(0.2)
+            if (rd / "events.jsonl").exists():
+                for e in map(json.loads, (rd / "events.jsonl").read_text().splitlines()):
+                    if e["event"] in ("trainer_started", "controller_started"):
+                        pids[e["event"].split("_")[0]] = e["pid"]
+        assert all(_alive(p) for p in pids.values())
+    finally:
+        loop.kill()  # no clean stop of its own: the kernel tells the children
+        loop.wait()
+    end = time.monotonic() + 90  # the controller's clean stop waits (bounded) for its link to drain
+    while time.monotonic() < end and any(_alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    left = {k: p for k, p in pids.items() if _alive(p)}
+    for p in left.values():
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"orphans still running after the loop was killed: {left}"
+    rec = EpisodeStore(rd / "controller" / "record").read()  # what was recorded stays readable
+    assert len(rec) >= 100
