@@ -6,6 +6,9 @@ run on as orphans: a trainer spinning a core forever, a controller holding the r
 the children's environment (:func:`child_env`); the child's CLI calls :func:`exit_with_parent` at start-up, which
 asks the kernel to send it SIGTERM, its own clean stop, when that parent dies (Linux ``PR_SET_PDEATHSIG``; a
 watcher thread polling ``getppid`` elsewhere).
+
+Linux delivers that signal when the *thread* that started the child exits, not only the process: start children
+from a thread that outlives them (``LoopRun`` starts both from the thread that runs it).
 """
 
 from __future__ import annotations
