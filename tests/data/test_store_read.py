@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,28 @@ def test_a_segment_with_other_column_widths_is_named(tmp_path: Path) -> None:
         wr.write_table(t)
     with pytest.raises(StoreError, match=r"seg-000000\.arrow: obs/action widths 5/2 .*meta\.json \(4/2\)"):
         EpisodeStore(root).read()
+
+
+def test_a_quiet_hand_over_lands_its_segment_within_the_writer_poll_time_without_close(tmp_path: Path) -> None:
+    """``writer_poll_s``: the recording thread only enqueues; the writer finds the segment by polling."""
+    m = toy_meta()
+    w = EpisodeWriter(tmp_path / "s", m, flush_every=64, flush_on_episode_end=False, writer_poll_s=0.02)
+    try:
+        w.begin_episode()
+        for t in range(5):
+            o = np.full(m.obs_dim, t, np.float32)
+            w.append(o, np.zeros(m.act_dim, np.float32), 0.0, o + 1, False, False)
+        assert w.try_flush()
+        deadline = time.monotonic() + 5.0
+        while w.pending_segments and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert w.pending_segments == 0, "the writer never picked up a segment handed over quietly"
+        obs = EpisodeStore(tmp_path / "s").read().batch.obs  # readable by another reader while the writer is open
+        np.testing.assert_array_equal(obs[:, 0], np.arange(5, dtype=np.float32))
+    finally:
+        w.close()
+
+
+def test_a_writer_poll_time_that_is_not_positive_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="writer_poll_s"):
+        EpisodeWriter(tmp_path / "s", toy_meta(), writer_poll_s=0.0)
