@@ -228,16 +228,28 @@ def arrow_schema(obs_dim: int, act_dim: int) -> pa.Schema:
     )
 
 
+def _arrow_array(a: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A 1-D numpy column as an Arrow array of ``typ`` (zero-copy except booleans, which Arrow stores as bits).
+
+    Built from buffers rather than with ``pa.array``, which imports pandas on first use (0.4 s with the GIL held,
+    on the recording thread's writer, next to a control loop) only to ask whether the column is a pandas object."""
+    if pa.types.is_boolean(typ):
+        bits = np.packbits(np.asarray(a, np.bool_), bitorder="little")
+        return pa.Array.from_buffers(typ, len(a), [None, pa.py_buffer(bits)])
+    a = np.ascontiguousarray(a, dtype=typ.to_pandas_dtype())
+    return pa.Array.from_buffers(typ, len(a), [None, pa.py_buffer(a)])
+
+
 def columns_to_table(cols: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
     """Numpy columns (Batch fields + extras) -> Arrow table (zero-copy for contiguous arrays)."""
     arrays = []
     for f in schema:
         a = cols[f.name]
         if pa.types.is_fixed_size_list(f.type):
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), f.type.list_size))
+            flat = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+            arrays.append(pa.FixedSizeListArray.from_arrays(_arrow_array(flat, f.type.value_type), f.type.list_size))
         else:
-            arrays.append(pa.array(np.ascontiguousarray(a, dtype=f.type.to_pandas_dtype())))
+            arrays.append(_arrow_array(a, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

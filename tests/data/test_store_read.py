@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,3 +98,17 @@ def test_a_quiet_hand_over_lands_its_segment_within_the_writer_poll_time_without
 def test_a_writer_poll_time_that_is_not_positive_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="writer_poll_s"):
         EpisodeWriter(tmp_path / "s", toy_meta(), writer_poll_s=0.0)
+
+
+def test_writing_a_segment_does_not_import_pandas(tmp_path: Path) -> None:
+    """The writer thread shares the GIL with the control loop: a first flush must not import pandas (0.4 s)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from conftest import write_toy\n"
+        "from pathlib import Path\n"
+        f"write_toy(Path({str(tmp_path / 's')!r}))\n"
+        "assert 'pandas' not in sys.modules, 'writing a segment imported pandas'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
