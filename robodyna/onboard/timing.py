@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.ma  # noqa: F401 - np.percentile imports it on first use: here, not on the monitor thread mid-loop
 
 monotonic = time.monotonic
 

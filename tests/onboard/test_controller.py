@@ -351,3 +351,25 @@ def test_request_episodes_wakes_an_idle_controller_and_stop_ends_it(tmp_path: Pa
     th.join(timeout=10)
     assert not th.is_alive() and c.status()["episodes"] == 3
     assert [e.index for e in EpisodeStore(tmp_path / "s").episodes()] == [0, 1, 2]
+
+
+def test_the_running_loop_imports_no_module_after_it_starts(tmp_path: Path, good: Path) -> None:
+    """An import on any of the controller's threads holds the GIL for milliseconds (pandas on the store writer's
+    first segment: 0.4 s of held ticks). In a fresh process, everything is imported before the first tick."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, logging\n"
+        "from robodyna.onboard.controller import Controller\n"
+        f"c = Controller('reacher2', {str(good)!r}, {str(tmp_path / 'store')!r}, pace=True, "
+        "episode_steps=15, stats_every_s=0.05)\n"
+        "before = set(sys.modules)\n"
+        "st = c.run(steps=30)\n"
+        "assert st['steps'] == 30, st\n"
+        "new = sorted(set(sys.modules) - before)\n"
+        "assert not new, f'imported while the loop ran: {new}'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]
