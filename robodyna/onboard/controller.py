@@ -115,7 +115,7 @@ class Controller:
         stats_every_s: loop statistics are logged this often (at episode boundaries) and at exit.
         verify_on_start: test the start policy on the first real observation like an offered one.
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
-        spin_us: sleep until this long before each deadline, run one throw-away inference on the latest
+        spin_us: sleep until this long before each deadline, run the tick's pure calls (inference, filter, reward) once on the latest
             observation (warms the caches the sleep let go cold), then busy-wait: less wake-up latency and tick
             overhead for more CPU. Default (``None``): 200 µs, at most a fifth of the period.
     """
@@ -453,8 +453,11 @@ class Controller:
         last_obs = obs0
 
         def warm() -> None:
+            # The tick's pure calls (no driver I/O), results thrown away: inference, filter, reward.
             try:
-                self.policy.run_one(last_obs)
+                raw_w = self.policy.run_one(last_obs)
+                filter_action(raw_w, prev_applied, last_obs[:n], last_obs[ee], fp)
+                fns.step_values(prev_applied, last_obs)
             except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
                 pass
 
