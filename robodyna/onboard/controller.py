@@ -117,7 +117,8 @@ class Controller:
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
         spin_us: sleep until this long before each deadline, run the tick's pure calls (inference, filter,
             reward) once on the latest observation (warms the caches the sleep let go cold), then busy-wait:
-            less wake-up latency and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of the period.
+            less wake-up latency and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of
+            the period.
     """
 
     def __init__(
