@@ -45,7 +45,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
         raise ValueError("--trainer needs --keys DIR (robodyna keys generate); --insecure only for debugging")
     c = Controller(args.robot, args.policy, args.record, reality=args.reality, hz=args.hz, pace=not args.no_pace,
                    policy_dir=args.policy_dir, swap_at=args.swap_at, seed=args.seed, overrides=args.overrides,
-                   engine=args.engine, episode_steps=args.episode_steps, stats_every_s=args.stats_every)
+                   engine=args.engine, episode_steps=args.episode_steps, stats_every_s=args.stats_every,
+                   writer_process=args.writer == "process")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         c.stop()
@@ -90,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--swap-at", default="episode", choices=["episode", "tick"], help="when a verified policy swaps in")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats-every", type=float, default=5.0, help="log loop statistics every N seconds")
+    p.add_argument("--writer", default="process", choices=["process", "thread"],
+                   help="the record store's segment writer: a child process (default: no GIL shared with the loop, "
+                   "lands handed-over rows after a kill -9) or a thread")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a robot.yaml value (repeatable)")
     g = p.add_argument_group("trainer link")

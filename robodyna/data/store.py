@@ -18,7 +18,9 @@ parquet encodes fixed-size lists as nested columns and wrote ~8x slower in ``too
 Crash semantics (the contract):
 
 * A segment is either fully present under its final name or absent; temp files are ignored by readers and
-  removed by the next writer. A SIGKILL loses at most the rows not yet in a landed segment.
+  removed by the next writer. A SIGKILL loses at most the rows not yet in a landed segment; with
+  ``EpisodeWriter(writer_process=True)`` (the onboard controller) only the rows not yet handed to the writer
+  process, which lands the rest, then exits and frees the lock (:mod:`robodyna.data.store_proc`).
 * Segments land strictly in order (one writer thread), so what is on disk is always a prefix of what was
   recorded: episode indices on disk are contiguous from 0 and step indices within an episode start at 0
   without gaps.
@@ -78,15 +80,17 @@ from robodyna.data.store_format import (
     open_segment,
     read_meta,
     read_segment_info,
+    row_dtype,
     seg_name,
     segment_info_from_reader,
     software_version,
     table_to_columns,
     write_meta,
+    write_rows,
     write_segment,
 )
 from robodyna.data.store_reader import EpisodeInfo, EpisodeStore, StoreTail, Transitions
-from robodyna.data.store_writer import EpisodeWriter, row_dtype
+from robodyna.data.store_writer import EpisodeWriter
 
 __all__ = [
     "COLUMNS",
@@ -122,5 +126,6 @@ __all__ = [
     "software_version",
     "table_to_columns",
     "write_meta",
+    "write_rows",
     "write_segment",
 ]

@@ -286,6 +286,56 @@ def write_segment(seg_dir: Path, number: int, table: pa.Table, footer: dict[str,
     return final
 
 
+def row_dtype(obs_dim: int, act_dim: int) -> np.dtype:
+    """Structured dtype of one buffered row (one assignment per transition on the recording thread)."""
+    return np.dtype(
+        [
+            ("obs", np.float32, (obs_dim,)),
+            ("action", np.float32, (act_dim,)),
+            ("reward", np.float32),
+            ("next_obs", np.float32, (obs_dim,)),
+            ("terminated", np.bool_),
+            ("truncated", np.bool_),
+            ("intervention", np.int32),
+            ("time_wall_s", np.float64),
+            ("time_mono_s", np.float64),
+            ("policy_action", np.float32, (act_dim,)),
+        ]
+    )
+
+
+def write_rows(seg_dir: Path, schema: pa.Schema, compression: str, rows: np.ndarray, number: int,
+               ep_marks: list[tuple[int, int, int]], pv_marks: list[tuple[int, int]],
+               started: dict[int, dict[str, Any]], closed: list[int]) -> Path:
+    """Write buffered rows (:func:`row_dtype`) as segment ``number``.
+
+    ``ep_marks``: ``(row_start, episode, first_step)`` where an episode's rows begin; ``pv_marks``:
+    ``(row_start, policy_version)``; ``started``: info of episodes whose first row is here; ``closed``: episodes
+    that end here."""
+    n = len(rows)
+    cols: dict[str, np.ndarray] = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names or ()}
+    ep = np.empty(n, np.int64)
+    step = np.empty(n, np.int64)
+    pv = np.empty(n, np.int64)
+    ranges = []
+    marks = list(ep_marks) + [(n, -1, 0)]
+    for (r0, e, s0), (r1, _, _) in zip(marks[:-1], marks[1:]):
+        ep[r0:r1] = e
+        step[r0:r1] = np.arange(s0, s0 + r1 - r0)
+        ranges.append([e, s0, r0, r1 - r0])
+    pmarks = list(pv_marks) + [(n, 0)]
+    for (r0, v), (r1, _) in zip(pmarks[:-1], pmarks[1:]):
+        pv[r0:r1] = v
+    cols["episode_index"], cols["step_index"], cols["policy_version"] = ep, step, pv
+    footer = {
+        "format_version": FORMAT_VERSION,
+        "ranges": [r for r in ranges if r[3] > 0],
+        "started": {str(k): v for k, v in started.items()},
+        "closed": list(closed),
+    }
+    return write_segment(seg_dir, number, columns_to_table(cols, schema), footer, compression)
+
+
 @dataclass(frozen=True)
 class SegmentInfo:
     """What a segment's footer says: row ranges per episode, started/closed episodes."""
@@ -350,18 +400,26 @@ def compatibility_problems(a: StoreMeta, b: StoreMeta, strict_robot: bool = True
     return [f"{k}: {va!r} != {vb!r}" for k, vb, va in problems]
 
 
-def lock_store(root: Path) -> int:
+def lock_store(root: Path, wait_s: float = 0.0) -> int:
     """Take the store's exclusive writer lock (``LOCK_FILE``, released when the returned fd is closed or the
-    process dies); a store another writer holds raises :class:`StoreError`."""
+    process dies); a store another writer holds raises :class:`StoreError`, after retrying for ``wait_s`` (a
+    recorder killed with SIGKILL leaves its writer process finishing the segments it was handed; it holds the lock
+    until they have landed)."""
     fd = os.open(str(root / LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            raise StoreError(f"{root}: another writer holds {LOCK_FILE}") from exc
-        raise
-    return fd
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
+                raise StoreError(f"{root}: another writer holds {LOCK_FILE}{waited}") from exc
+        time.sleep(0.02)
 
 
 def remove_tmp_files(root: Path) -> None:

@@ -14,21 +14,21 @@ import numpy as np
 
 from robodyna.data.batch import FIELDS, Batch
 from robodyna.data.store_format import (
-    FORMAT_VERSION,
     META_FILE,
     SEG_DIR,
     StoreError,
     StoreMeta,
     arrow_schema,
-    columns_to_table,
     compatibility_problems,
     list_segments,
     lock_store,
     read_meta,
     remove_tmp_files,
+    row_dtype,
     write_meta,
-    write_segment,
+    write_rows,
 )
+from robodyna.data.store_proc import ProcessSink
 from robodyna.data.store_reader import EpisodeStore
 
 log = logging.getLogger(__name__)
@@ -37,31 +37,14 @@ _wall = time.time
 _mono = time.monotonic
 
 
-def row_dtype(obs_dim: int, act_dim: int) -> np.dtype:
-    """Structured dtype of one buffered row (one assignment per transition on the recording thread)."""
-    return np.dtype(
-        [
-            ("obs", np.float32, (obs_dim,)),
-            ("action", np.float32, (act_dim,)),
-            ("reward", np.float32),
-            ("next_obs", np.float32, (obs_dim,)),
-            ("terminated", np.bool_),
-            ("truncated", np.bool_),
-            ("intervention", np.int32),
-            ("time_wall_s", np.float64),
-            ("time_mono_s", np.float64),
-            ("policy_action", np.float32, (act_dim,)),
-        ]
-    )
-
-
 class _Buffer:
     """Preallocated rows for one segment plus the episode/policy-version marks."""
 
-    __slots__ = ("rows", "ep_marks", "pv_marks", "started", "closed")
+    __slots__ = ("rows", "slot", "ep_marks", "pv_marks", "started", "closed")
 
-    def __init__(self, cap: int, od: int, ad: int) -> None:
-        self.rows = np.zeros(cap, row_dtype(od, ad))
+    def __init__(self, cap: int, od: int, ad: int, rows: np.ndarray | None = None, slot: int = -1) -> None:
+        self.rows = np.zeros(cap, row_dtype(od, ad)) if rows is None else rows
+        self.slot = slot  # index in the writer process's shared slots (-1: a private buffer)
         self.reset()
 
     def reset(self) -> None:
@@ -103,6 +86,12 @@ class EpisodeWriter:
         writer_poll_s: ``None``: a hand-over wakes the background writer at once. A number: a hand-over only
             enqueues (no cross-thread wake-up on the recording thread, for control loops) and the writer looks
             for sealed buffers every ``writer_poll_s`` (so a segment lands up to that much later).
+        writer_process: write segments in a child process (:mod:`robodyna.data.store_proc`) instead of a thread:
+            it shares no GIL with the recording thread, and a SIGKILL of the recorder loses only the rows not yet
+            handed over (the child writes the rest, then exits). Hand-overs are always quiet; the child polls every
+            ``writer_poll_s`` (default 10 ms).
+        lock_wait_s: how long to retry the store's writer lock before giving up (a killed recorder's writer
+            process holds it until its last segment has landed).
     """
 
     def __init__(
@@ -116,18 +105,24 @@ class EpisodeWriter:
         max_pending: int = 4,
         compression: str = "lz4",
         writer_poll_s: float | None = None,
+        writer_process: bool = False,
+        lock_wait_s: float = 0.0,
     ) -> None:
+        if writer_poll_s is not None and not writer_poll_s > 0:
+            raise ValueError(f"writer_poll_s must be > 0 or None, got {writer_poll_s}")
+        if writer_process and not background:
+            raise ValueError("writer_process=True writes in the background: it needs background=True")
+        if int(flush_every) < 1:
+            raise ValueError("flush_every must be >= 1")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = lock_store(self.root)
+        self._lock_fd = lock_store(self.root, lock_wait_s)
         try:
             self._setup(meta, resume)
         except BaseException:
             os.close(self._lock_fd)
             raise
         self.flush_every = int(flush_every)
-        if self.flush_every < 1:
-            raise ValueError("flush_every must be >= 1")
         self.flush_on_episode_end = flush_on_episode_end
         self.compression = compression
         self._schema = arrow_schema(self.meta.obs_dim, self.meta.act_dim)
@@ -135,7 +130,22 @@ class EpisodeWriter:
         self._free: list[_Buffer] = []
         self._nbuf = 0
         self._max_buf = max(2, max_pending + 1)
-        self._buf = self._new_buffer(od, ad)
+        self._sink: ProcessSink | None = None
+        self._slots: list[_Buffer] = []
+        self._pending = 0  # segments handed to the writer process and not answered yet
+        if writer_process:
+            try:
+                self._sink = ProcessSink(self.seg_dir, od, ad, self.flush_every, self._max_buf, compression,
+                                         writer_poll_s or 0.01, self._lock_fd)
+            except BaseException:
+                os.close(self._lock_fd)
+                raise
+            self._slots = [_Buffer(self.flush_every, od, ad, self._sink.slots[i], i) for i in range(self._max_buf)]
+            self._nbuf = self._max_buf
+            self._free = self._slots[:0:-1]
+            self._buf = self._slots[0]
+        else:
+            self._buf = self._new_buffer(od, ad)
         self._n = 0
         self._bind()
         self._ep_open = False
@@ -143,15 +153,14 @@ class EpisodeWriter:
         self._pending_info: dict[str, Any] = {}
         self._policy_version = 0
         self._closed = False
+        self._sink_closed = False
         self._error: BaseException | None = None
         self.background = background
-        if writer_poll_s is not None and not writer_poll_s > 0:
-            raise ValueError(f"writer_poll_s must be > 0 or None, got {writer_poll_s}")
         self.writer_poll_s = writer_poll_s
         self._q = _SegmentQueue()
         self._free_cv = threading.Condition()
         self._thread: threading.Thread | None = None
-        if background:
+        if background and self._sink is None:
             self._thread = threading.Thread(target=self._run, name="episode-writer", daemon=True)
             self._thread.start()
 
@@ -345,6 +354,9 @@ class EpisodeWriter:
 
     def can_hand_over(self) -> bool:
         """True when sealing the current buffer would not block (a free buffer is available to switch to)."""
+        if self._sink is not None:
+            self._collect()
+            return bool(self._free)
         return self._thread is None or bool(self._free) or self._nbuf < self._max_buf
 
     @property
@@ -353,8 +365,17 @@ class EpisodeWriter:
         return self._n == self.flush_every
 
     @property
+    def writer_pid(self) -> int:
+        """The process that writes the segments (temp files carry its pid): the writer process's, or this one's."""
+        return self._sink.proc.pid if self._sink is not None else os.getpid()
+
+    @property
     def pending_segments(self) -> int:
-        """Segments handed to the background writer that have not landed yet."""
+        """Segments handed to the background writer that have not landed yet (the writer process's answers are
+        taken in by the recording thread's calls, so this may lag by one ``flush_interval``; safe to read from any
+        thread)."""
+        if self._sink is not None:
+            return self._pending
         return self._q.unfinished_tasks
 
     def try_flush(self) -> bool:
@@ -373,6 +394,9 @@ class EpisodeWriter:
         """Block until every handed-over segment has landed."""
         if self._thread is not None:
             self._q.join()
+        if self._sink is not None:
+            while self._collect() and self._error is None:
+                self._sink.wait(0.5)
         self._raise_if_failed()
 
     def close(self) -> None:
@@ -385,8 +409,10 @@ class EpisodeWriter:
             if self._thread is not None:
                 self._q.put(None)
                 self._thread.join()
+            self._close_sink()
             self._raise_if_failed()
         finally:
+            self._close_sink()
             os.close(self._lock_fd)
 
     def __enter__(self) -> EpisodeWriter:
@@ -396,18 +422,45 @@ class EpisodeWriter:
         self.close()
 
     # -- internals --------------------------------------------------------------------------------
+    def _collect(self) -> int:
+        """Take back the slots the writer process has written (non-blocking); returns the segments still pending."""
+        sink = self._sink
+        if sink is None or self._sink_closed:
+            return 0
+        for slot in sink.collect():
+            b = self._slots[slot]
+            b.reset()
+            self._free.append(b)
+            self._pending -= 1
+        if sink.error is not None and self._error is None:
+            self._error = StoreError(sink.error)
+        return self._pending
+
+    def _close_sink(self) -> None:
+        if self._sink is None or self._sink_closed:
+            return
+        self._sink_closed = True
+        self._sink.close()
+        if self._sink.error is not None and self._error is None:
+            self._error = StoreError(self._sink.error)
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise StoreError(f"{self.root}: segment writer failed: {self._error}") from self._error
 
     def _rotate(self) -> None:
         """Seal the current buffer as segment ``_next_seg`` and switch to a free buffer."""
+        self._collect()
         self._raise_if_failed()
         b, n = self._buf, self._n
         carry_ep = self._ep_open and self._ep_rows > 0
         number = self._next_seg
         self._next_seg += 1
-        if self._thread is None:
+        if self._sink is not None:
+            self._sink.send(b.slot, n, number, b.ep_marks, b.pv_marks, b.started, b.closed)
+            self._pending += 1
+            b = self._take_free()
+        elif self._thread is None:
             self._write(b, n, number)
             b.reset()
         else:
@@ -427,6 +480,13 @@ class EpisodeWriter:
         return self._ep_rows
 
     def _take_free(self) -> _Buffer:
+        if self._sink is not None:
+            while True:
+                self._collect()
+                if self._free:
+                    return self._free.pop()
+                self._raise_if_failed()
+                self._sink.wait(1.0)
         try:
             return self._free.pop()  # fast path without the condition's lock (list.pop is atomic)
         except IndexError:
@@ -464,25 +524,5 @@ class EpisodeWriter:
                 self._q.task_done()
 
     def _write(self, b: _Buffer, n: int, number: int) -> None:
-        rows = b.rows[:n]
-        cols: dict[str, np.ndarray] = {name: np.ascontiguousarray(rows[name]) for name in rows.dtype.names or ()}
-        ep = np.empty(n, np.int64)
-        step = np.empty(n, np.int64)
-        pv = np.empty(n, np.int64)
-        ranges = []
-        marks = b.ep_marks + [(n, -1, 0)]
-        for (r0, e, s0), (r1, _, _) in zip(marks[:-1], marks[1:]):
-            ep[r0:r1] = e
-            step[r0:r1] = np.arange(s0, s0 + r1 - r0)
-            ranges.append([e, s0, r0, r1 - r0])
-        pmarks = b.pv_marks + [(n, 0)]
-        for (r0, v), (r1, _) in zip(pmarks[:-1], pmarks[1:]):
-            pv[r0:r1] = v
-        cols["episode_index"], cols["step_index"], cols["policy_version"] = ep, step, pv
-        footer = {
-            "format_version": FORMAT_VERSION,
-            "ranges": [r for r in ranges if r[3] > 0],
-            "started": {str(k): v for k, v in b.started.items()},
-            "closed": list(b.closed),
-        }
-        write_segment(self.seg_dir, number, columns_to_table(cols, self._schema), footer, self.compression)
+        write_rows(self.seg_dir, self._schema, self.compression, b.rows[:n], number, b.ep_marks, b.pv_marks,
+                   b.started, b.closed)

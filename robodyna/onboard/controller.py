@@ -9,9 +9,11 @@ One tick (period ``1 / control_hz``, absolute deadlines on the monotonic clock, 
    action, the integer policy version, wall and monotonic time and the intervention bitmask;
 3. run the policy (onnxruntime, one intra-op thread, session created once per policy);
 4. filter the action (:mod:`robodyna.onboard.filter`) and send it (``Robot.send_action`` checks and clamps again);
-5. hand buffered rows to the store's background writer every ``flush_interval_s`` without waking it (waking a
-   sleeping thread cost the tick ~40 µs here; the writer polls every 10 ms), so a ``kill -9`` loses at most
-   about ``flush_interval_s`` + 10 ms plus one segment write.
+5. hand buffered rows to the store's writer every ``flush_interval_s`` without waking it (waking a sleeping
+   thread cost the tick ~40 µs here; the writer polls every 10 ms). The writer is a child process
+   (:mod:`robodyna.data.store_proc`): it shares no GIL with the loop (a writer thread held it for a few hundred
+   µs per segment, the tick-overhead tail at 1 kHz), and it outlives a ``kill -9`` of the controller long enough
+   to land every segment handed to it, so a ``kill -9`` loses at most the last ``flush_interval_s`` of rows.
 
 **Watchdog.** A tick whose inference or driver call ends more than ``safety.watchdog_timeout_ms`` (0: one period)
 after its deadline, a driver call that raises, or a policy output that is NaN/inf or of the wrong shape is a
@@ -36,6 +38,7 @@ episodes after the last one on disk).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -115,6 +118,7 @@ class Controller:
         stats_every_s: loop statistics are logged this often (at episode boundaries) and at exit.
         verify_on_start: test the start policy on the first real observation like an offered one.
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
+        writer_process: write the store in a child process (default); False: in a thread of this process.
         spin_us: sleep until this long before each deadline, run the tick's pure calls (inference, filter,
             reward) once on the latest observation (warms the caches the sleep let go cold), then busy-wait:
             less wake-up latency and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of
@@ -140,6 +144,7 @@ class Controller:
         verify_on_start: bool = True,
         trace: bool = False,
         spin_us: float | None = None,
+        writer_process: bool = True,
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
@@ -151,15 +156,19 @@ class Controller:
         self.robot = load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
         try:
             self._setup(policy, record, profile, pace, policy_dir, swap_at, seed, episode_steps, flush_interval_s,
-                        stats_every_s, verify_on_start, trace, spin_us)
+                        stats_every_s, verify_on_start, trace, spin_us, writer_process)
         except BaseException:
+            w = getattr(self, "writer", None)
+            if w is not None:
+                with contextlib.suppress(StoreError):
+                    w.close()
             self.robot.close()
             raise
 
     def _setup(self, policy: str | Path, record: str | Path | None, profile: Any, pace: bool,
                policy_dir: str | Path | None, swap_at: SwapAt, seed: int, episode_steps: int | None,
                flush_interval_s: float, stats_every_s: float, verify_on_start: bool, trace: bool,
-               spin_us: float | None) -> None:
+               spin_us: float | None, writer_process: bool) -> None:
         self.env = RobotEnv(self.robot, self.cfg, "reach", reality_name=profile.name if profile else "")
         self.spec = self.robot.spec
         self.obs_names = list(self.env.obs_names)
@@ -221,7 +230,8 @@ class Controller:
             cap = max(1024, int(2 * self.spec.control_hz))
             self.writer = EpisodeWriter(root, meta, resume=(root / "meta.json").is_file(), flush_every=cap,
                                         flush_on_episode_end=False, max_pending=16,
-                                        writer_poll_s=min(0.01, flush_interval_s))
+                                        writer_poll_s=min(0.01, flush_interval_s), writer_process=writer_process,
+                                        lock_wait_s=10.0 if writer_process else 0.0)
             self.writer.set_policy_version(self.policy_version)
         self.watcher = PolicyDirWatcher(policy_dir, self._offer_from_dir, lambda: self.policy_version) \
             if policy_dir is not None else None

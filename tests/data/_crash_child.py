@@ -1,7 +1,7 @@
 """Child process for the crash tests: records deterministic episodes into a store until killed.
 
-Usage: python _crash_child.py STORE SEED. Prints ``ready`` once the writer is open and ``committed N`` each time
-N transitions (absolute count in the store) are known to have landed on disk.
+Usage: python _crash_child.py STORE SEED [background|sync|process]. Prints ``ready`` once the writer is open and
+``committed N`` each time N transitions (absolute count in the store) are known to have landed on disk.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def meta() -> StoreMeta:
 
 def main() -> None:
     root, seed = sys.argv[1], int(sys.argv[2])
-    background = len(sys.argv) < 4 or sys.argv[3] != "sync"
-    w = EpisodeWriter(root, meta(), resume=True, flush_every=16, background=background)
+    mode = sys.argv[3] if len(sys.argv) > 3 else "background"
+    w = EpisodeWriter(root, meta(), resume=True, flush_every=16, background=mode != "sync",
+                      writer_process=mode == "process", lock_wait_s=30.0)
     committed = EpisodeStore(root).num_transitions
     print("ready", flush=True)
     rng = np.random.default_rng(seed)

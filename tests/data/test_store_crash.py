@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from robodyna.data.store import EpisodeStore, EpisodeWriter
+from robodyna.data.store_format import lock_store
 from robodyna.data.validate import validate
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,10 +43,15 @@ def _check_store(root: Path, min_rows: int) -> tuple[int, int]:
     return len(tr), len(unfinished)
 
 
-@pytest.mark.parametrize("mode", ["background", "sync"])
+def wait_for_writer_to_finish(root: Path, timeout_s: float = 30.0) -> None:
+    """Block until no writer holds the store's lock (a killed recorder's writer process is done)."""
+    os.close(lock_store(root, wait_s=timeout_s))
+
+
+@pytest.mark.parametrize("mode", ["background", "sync", "process"])
 def test_sigkill_at_random_moments_then_reopen_validate_and_resume(tmp_path: Path, mode: str) -> None:
     root = tmp_path / "store"
-    rng = random.Random(20240611 + (mode == "sync"))
+    rng = random.Random(20240611 + (mode == "sync") + 2 * (mode == "process"))
     acknowledged = 0
     kills = 0
     unfinished_seen = 0
@@ -63,6 +69,7 @@ def test_sigkill_at_random_moments_then_reopen_validate_and_resume(tmp_path: Pat
             if line.startswith("committed"):
                 acknowledged = max(acknowledged, int(line.split()[1]))
         p.stdout.close()
+        wait_for_writer_to_finish(root)
         rows, unfinished = _check_store(root, acknowledged)
         unfinished_seen += unfinished
         assert rows >= acknowledged
@@ -79,6 +86,48 @@ def test_sigkill_at_random_moments_then_reopen_validate_and_resume(tmp_path: Pat
     rows, _ = _check_store(root, acknowledged)
     eps = EpisodeStore(root).episodes()
     assert eps[-1].index == before and eps[-1].closed
+
+
+HAND_OVER_CHILD = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[3])
+from _crash_child import meta, obs_of
+from robodyna.data.store import EpisodeWriter
+w = EpisodeWriter(sys.argv[1], meta(), flush_every=16, flush_on_episode_end=False, max_pending=32,
+                  writer_process=sys.argv[2] == "process", writer_poll_s=0.2)
+w.begin_episode({"seed": 0})
+for t in range(16 * 20):
+    w.append(obs_of(0, t), np.zeros(2), 0.0, obs_of(0, t + 1), False, False)
+    if (t + 1) % 16 == 0:
+        assert w.try_flush()
+print("handed", 16 * 20, "pending", w.pending_segments, flush=True)
+sys.stdin.readline()  # killed here
+"""
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_segments_handed_to_the_writer_process_land_after_the_recorder_is_killed(tmp_path: Path, mode: str) -> None:
+    """With ``writer_process``, a SIGKILL loses only rows not yet handed over: the orphaned writer writes what it
+    was sent (here 20 segments, handed over faster than its 0.2 s poll), then exits and frees the lock. A writer
+    thread dies with its recorder and loses the queued segments."""
+    root = tmp_path / "store"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    p = subprocess.Popen([sys.executable, "-c", HAND_OVER_CHILD, str(root), mode, str(Path(__file__).parent)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert p.stdout is not None and p.stdin is not None
+    line = p.stdout.readline().split()
+    assert line[:2] == ["handed", "320"] and int(line[3]) > 0, line  # segments were still pending at the kill
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    p.stdin.close()
+    p.stdout.close()
+    wait_for_writer_to_finish(root)
+    rows = len(EpisodeStore(root).read())
+    if mode == "process":
+        assert rows == 320
+        assert not [q for q in validate(root) if q.severity == "error"]
+    else:
+        assert rows < 320
 
 
 def test_reader_ignores_temp_files_and_writer_removes_them(tmp_path: Path) -> None:

@@ -288,14 +288,18 @@ def test_policy_dir_swaps_new_versions_and_reports_bad_files(tmp_path: Path) -> 
     assert any("v5.onnx" in r["source"] and "not a readable ONNX" in r["reason"] for r in st["rejections"])
 
 
-def test_a_stuck_disk_never_blocks_the_loop_rows_are_dropped_counted_and_reported(tmp_path: Path, good: Path) -> None:
-    """The store's writer thread is stuck opening its first segment (a FIFO sits at its temp name, so open()
-    waits for a reader, like a hung disk); then the write fails (fsync on a FIFO). The loop runs on regardless."""
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_stuck_disk_never_blocks_the_loop_rows_are_dropped_counted_and_reported(tmp_path: Path, good: Path,
+                                                                                   writer: str) -> None:
+    """The store's writer (process, or thread) is stuck opening its first segment (a FIFO sits at its temp name, so
+    open() waits for a reader, like a hung disk); then the write fails (fsync on a FIFO). The loop runs on
+    regardless."""
     import os
 
-    c = Controller("reacher2", good, tmp_path / "s", pace=False, episode_steps=3000, flush_interval_s=0.0005)
+    c = Controller("reacher2", good, tmp_path / "s", pace=False, episode_steps=3000, flush_interval_s=0.0005,
+                   writer_process=writer == "process")
     assert c.writer is not None
-    fifo = c.writer.seg_dir / f".tmp-seg-000000.arrow.{os.getpid()}"
+    fifo = c.writer.seg_dir / f".tmp-seg-000000.arrow.{c.writer.writer_pid}"
     os.mkfifo(fifo)
     th = threading.Thread(target=c.run, kwargs={"steps": 3000}, daemon=True)  # daemon: a blocked loop fails, not hangs
     t0 = time.monotonic()
