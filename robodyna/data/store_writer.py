@@ -132,7 +132,6 @@ class EpisodeWriter:
         self._max_buf = max(2, max_pending + 1)
         self._sink: ProcessSink | None = None
         self._slots: list[_Buffer] = []
-        self._pending = 0  # segments handed to the writer process and not answered yet
         if writer_process:
             try:
                 self._sink = ProcessSink(self.seg_dir, od, ad, self.flush_every, self._max_buf, compression,
@@ -355,7 +354,8 @@ class EpisodeWriter:
     def can_hand_over(self) -> bool:
         """True when sealing the current buffer would not block (a free buffer is available to switch to)."""
         if self._sink is not None:
-            self._collect()
+            if not self._free:
+                self._collect()
             return bool(self._free)
         return self._thread is None or bool(self._free) or self._nbuf < self._max_buf
 
@@ -371,11 +371,9 @@ class EpisodeWriter:
 
     @property
     def pending_segments(self) -> int:
-        """Segments handed to the background writer that have not landed yet (the writer process's answers are
-        taken in by the recording thread's calls, so this may lag by one ``flush_interval``; safe to read from any
-        thread)."""
+        """Segments handed to the background writer that have not landed yet."""
         if self._sink is not None:
-            return self._pending
+            return self._sink.pending
         return self._q.unfinished_tasks
 
     def try_flush(self) -> bool:
@@ -390,13 +388,23 @@ class EpisodeWriter:
         self._rotate()
         return True
 
+    def warm(self) -> None:
+        """Run the next hand-over's code paths without handing anything over, for a control loop's pre-deadline
+        warm-up (after a sleep, code that has not run for a while costs several times its hot time)."""
+        if self._sink is not None and not self._sink_closed and self._error is None:
+            b = self._buf
+            self._sink.warm(b.slot, self._n, self._next_seg, b.ep_marks, b.pv_marks)
+            self._collect()
+        self.can_hand_over()
+
     def wait(self) -> None:
         """Block until every handed-over segment has landed."""
         if self._thread is not None:
             self._q.join()
         if self._sink is not None:
             while self._collect() and self._error is None:
-                self._sink.wait(0.5)
+                self._sink.check_alive()
+                time.sleep(0.002)
         self._raise_if_failed()
 
     def close(self) -> None:
@@ -431,10 +439,9 @@ class EpisodeWriter:
             b = self._slots[slot]
             b.reset()
             self._free.append(b)
-            self._pending -= 1
         if sink.error is not None and self._error is None:
             self._error = StoreError(sink.error)
-        return self._pending
+        return sink.pending
 
     def _close_sink(self) -> None:
         if self._sink is None or self._sink_closed:
@@ -458,7 +465,6 @@ class EpisodeWriter:
         self._next_seg += 1
         if self._sink is not None:
             self._sink.send(b.slot, n, number, b.ep_marks, b.pv_marks, b.started, b.closed)
-            self._pending += 1
             b = self._take_free()
         elif self._thread is None:
             self._write(b, n, number)
@@ -486,7 +492,8 @@ class EpisodeWriter:
                 if self._free:
                     return self._free.pop()
                 self._raise_if_failed()
-                self._sink.wait(1.0)
+                self._sink.check_alive()
+                time.sleep(0.001)
         try:
             return self._free.pop()  # fast path without the condition's lock (list.pop is atomic)
         except IndexError:

@@ -459,18 +459,25 @@ class Controller:
         hold_next = False
         consecutive = 0
         last_flush = _mono()
+        period, flush_every_s = self.period_s, self.flush_interval_s
         dl.restart()
         stats.break_period()
         last_obs = obs0
 
         def warm() -> None:
-            # The tick's pure calls (no driver I/O), results thrown away: inference, filter, reward.
+            # The tick's pure calls (no driver I/O), results thrown away: inference, filter, reward; before a tick
+            # that hands rows to the store writer, that hand-over's code too (nothing is handed over here).
             try:
                 raw_w = self.policy.run_one(last_obs)
                 filter_action(raw_w, prev_applied, last_obs[:n], last_obs[ee], fp)
                 fns.step_values(prev_applied, last_obs)
             except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
                 pass
+            if writer is not None and _mono() + period - last_flush >= flush_every_s and self.record_error is None:
+                try:
+                    writer.warm()
+                except StoreError:  # met (and reported) at the hand-over itself
+                    pass
 
         for k in range(horizon + 1):
             deadline = dl.wait(warm)

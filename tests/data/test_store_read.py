@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -93,6 +94,37 @@ def test_a_quiet_hand_over_lands_its_segment_within_the_writer_poll_time_without
         np.testing.assert_array_equal(obs[:, 0], np.arange(5, dtype=np.float32))
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("writer_process", [True, False])
+def test_many_hand_overs_with_warm_ups_between_them_land_every_row_and_free_every_buffer(
+        tmp_path: Path, writer_process: bool) -> None:
+    """A control loop (here 1 kHz) warms the hand-over before each flush tick (``warm``) and never waits: 50
+    hand-overs through 5 buffers must all land, in order, without a refused hand-over (a buffer lost on the way back
+    makes every hand-over after the fifth refuse)."""
+    m = toy_meta()
+    w = EpisodeWriter(tmp_path / "s", m, flush_every=64, flush_on_episode_end=False, max_pending=4,
+                      writer_poll_s=0.005, writer_process=writer_process)
+    refused = dropped = 0
+    try:
+        w.begin_episode({"seed": 3})
+        for t in range(1000):
+            time.sleep(0.001)
+            o = np.full(m.obs_dim, t, np.float32)
+            if w.buffer_full and not w.can_hand_over():
+                dropped += 1
+                continue
+            w.append(o, np.zeros(m.act_dim, np.float32), 0.0, o + 1, False, t == 999)
+            if t % 20 == 18:
+                w.warm()
+            if t % 20 == 19 and not w.try_flush():
+                refused += 1
+    finally:
+        w.close()
+    assert (refused, dropped) == (0, 0)
+    tr = EpisodeStore(tmp_path / "s").read()
+    np.testing.assert_array_equal(tr.batch.obs[:, 0], np.arange(1000, dtype=np.float32))
+    assert w.writer_pid != os.getpid() if writer_process else w.writer_pid == os.getpid()
 
 
 def test_a_writer_poll_time_that_is_not_positive_is_refused(tmp_path: Path) -> None:
