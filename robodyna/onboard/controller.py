@@ -12,8 +12,9 @@ One tick (period ``1 / control_hz``, absolute deadlines on the monotonic clock, 
 5. hand buffered rows to the store's writer every ``flush_interval_s`` without waking it (waking a sleeping
    thread cost the tick ~40 µs here; the writer polls every 10 ms). The writer is a child process
    (:mod:`robodyna.data.store_proc`): it shares no GIL with the loop (a writer thread held it for a few hundred
-   µs per segment, the tick-overhead tail at 1 kHz), and it outlives a ``kill -9`` of the controller long enough
-   to land every segment handed to it, so a ``kill -9`` loses at most the last ``flush_interval_s`` of rows.
+   µs per segment and made ticks start late: the period tail at 1 kHz), and it outlives a ``kill -9`` of the
+   controller long enough to land every segment handed to it, so a ``kill -9`` loses at most the last
+   ``flush_interval_s`` of rows.
 
 **Watchdog.** A tick whose inference or driver call ends more than ``safety.watchdog_timeout_ms`` (0: one period)
 after its deadline, a driver call that raises, or a policy output that is NaN/inf or of the wrong shape is a
