@@ -148,6 +148,8 @@ class ProcessSink:
             rc = self.proc.poll()
             if rc is not None or time.monotonic() > deadline:
                 self._kill()
+                os.close(self._cmd_w)
+                self._release()
                 why = f"exit code {rc}" if rc is not None else f"no answer in {READY_TIMEOUT_S:g} s"
                 raise StoreError(f"{seg_dir.parent}: the segment writer process did not start ({why})")
             time.sleep(0.01)
@@ -202,8 +204,8 @@ class ProcessSink:
         except (BlockingIOError, OSError):
             return ""
 
-    def close(self, timeout_s: float = 60.0) -> list[int]:
-        """Ask the child to finish (it writes what it was sent first) and wait for it; returns freed slots."""
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Ask the child to finish (it writes what it was sent first) and wait for it."""
         try:
             os.write(self._cmd_w, _CMD.pack(-1, 0, 0, 0, 0, 0))
         except OSError:
@@ -214,18 +216,21 @@ class ProcessSink:
         except subprocess.TimeoutExpired:
             self._kill()
             rc = None
-        freed = self.collect()
+        self.collect()  # the error, if the child failed
         self._final_pending = self.sent - self.ctl[_WRITTEN]
-        self.ctl.release()
         if self.error is None and rc != 0:
             self.error = f"segment writer process exited with code {rc}" if rc is not None else \
                 f"segment writer process did not finish in {timeout_s:g} s (killed)"
+        self._release()
+
+    def _release(self) -> None:
+        """Close the error pipe and the shared memory (after the child is gone)."""
+        self.ctl.release()
         os.close(self._err_r)
         del self.slots
-        with contextlib.suppress(BufferError):
+        with contextlib.suppress(BufferError):  # a recorder's buffers may still view it: freed with them
             self._mm.close()
         os.close(self._mem_fd)
-        return freed
 
     def _kill(self) -> None:
         with contextlib.suppress(OSError):

@@ -390,12 +390,12 @@ class EpisodeWriter:
 
     def warm(self) -> None:
         """Run the next hand-over's code paths without handing anything over, for a control loop's pre-deadline
-        warm-up (after a sleep, code that has not run for a while costs several times its hot time)."""
+        warm-up (after a sleep, code that has not run for a while costs several times its hot time). Only the
+        writer process's hand-over is warmed (4 µs warm against ~58 cold); a thread's is a queue append."""
         if self._sink is not None and not self._sink_closed and self._error is None:
             b = self._buf
             self._sink.warm(b.slot, self._n, self._next_seg, b.ep_marks, b.pv_marks)
             self._collect()
-        self.can_hand_over()
 
     def wait(self) -> None:
         """Block until every handed-over segment has landed."""
@@ -486,14 +486,13 @@ class EpisodeWriter:
         return self._ep_rows
 
     def _take_free(self) -> _Buffer:
-        if self._sink is not None:
-            while True:
-                self._collect()
-                if self._free:
-                    return self._free.pop()
+        if self._sink is not None:  # _rotate has just collected
+            while not self._free:
                 self._raise_if_failed()
                 self._sink.check_alive()
                 time.sleep(0.001)
+                self._collect()
+            return self._free.pop()
         try:
             return self._free.pop()  # fast path without the condition's lock (list.pop is atomic)
         except IndexError:
