@@ -23,7 +23,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from _common import silence_sb3_logger  # tools/bench/ is on sys.path when run as a script
+from _common import (  # tools/bench/ is on sys.path when run as a script
+    censored_median,
+    censored_ratio,
+    first_step_at,
+    format_censored,
+    relation_of,
+    silence_sb3_logger,
+)
 
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import make_env, task_fns_for_env
@@ -202,15 +209,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--success-level", type=float, default=0.8,
                     help="success rate whose first step is reported (steps to success), default 0.8")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="run nothing: combine the runs of earlier invocations (their sample_efficiency.json, or "
+                    "folders holding one) and print the tables over all of them, e.g. MBPO and SB3 run separately")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        summarize(*merge_runs(args.merge), args, out)
+        return 0
     args.threads = args.threads or max(1, 2 // args.jobs)
     thresholds = dict(DEFAULT_THRESHOLDS)
     for t in args.threshold:
         k, v = t.split("=", 1)
         thresholds[k] = float(v)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for env in args.envs:
         if env not in thresholds:
             raise SystemExit(f"no return threshold for {env}: pass --threshold {env}=VALUE")
@@ -237,13 +250,56 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for j in jobs:
             record(run_one(j))
+    summarize(results, thresholds, args, out)
+    return 0
+
+
+def merge_runs(paths: list[str]) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, float]]:
+    """The runs of earlier invocations' ``sample_efficiency.json`` (files or folders holding one), one per (env,
+    algo, seed): the same run found twice is an error, not a silent choice."""
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    thresholds: dict[str, float] = dict(DEFAULT_THRESHOLDS)
+    seen: dict[tuple[str, str, int], Path] = {}
+    for raw in paths:
+        f = Path(raw)
+        f = f / "sample_efficiency.json" if f.is_dir() else f
+        try:
+            data = json.loads(f.read_text())
+            runs = [r for per_algo in data["results"].values() for rs in per_algo.values() for r in rs]
+            for r in runs:
+                r["curve"], r["precision"], r["env"], r["algo"], r["seed"]  # noqa: B018 - the fields merged
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SystemExit(f"--merge {raw}: not a sample_efficiency.json with runs ({type(exc).__name__}: "
+                             f"{exc})") from exc
+        thresholds.update({k: float(v) for k, v in data.get("thresholds", {}).items()})
+        for r in runs:
+            key = (r["env"], r["algo"], int(r["seed"]))
+            if key in seen:
+                raise SystemExit(f"--merge: {key[0]} {key[1]} seed {key[2]} is in both {seen[key]} and {f}")
+            seen[key] = f
+            results.setdefault(r["env"], {}).setdefault(r["algo"], []).append(r)
+    for per_algo in results.values():  # curves were stored as JSON lists; steps-to values follow the thresholds
+        for runs in per_algo.values():
+            runs.sort(key=lambda r: int(r["seed"]))
+    return results, thresholds
+
+
+def summarize(results: dict[str, dict[str, list[dict[str, Any]]]], thresholds: dict[str, float],
+              args: argparse.Namespace, out: Path) -> None:
+    """Print the tables (medians over seeds, ratios against the SB3 baselines), write JSON and the curves' PNG."""
+    for per_algo in results.values():
+        for runs in per_algo.values():
+            for r in runs:
+                r["steps_to_threshold"] = steps_to([tuple(c) for c in r["curve"]], thresholds[r["env"]])
+                r["steps_to_success"] = steps_to([(p[0], p[1]) for p in r["precision"]], args.success_level)
+    seeds = sorted({int(r["seed"]) for pa in results.values() for rs in pa.values() for r in rs})
     print(f"\nmedians over {len(seeds)} seeds (step caps: {args.max_steps}, model-based "
           f"{args.max_steps_model or args.max_steps}); ratios = baseline / algo (higher is better), against "
           f"sb3 (x SB3), sb3-alpha0.1 (x SB3α) and sb3-her (x HER: SB3 given the goal knowledge our relabelling uses) "
           "where they ran")
     print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'x SB3α':>7s} {'x HER':>7s} {'seconds':>8s} "
           f"{'x SB3':>7s} {'x SB3α':>7s}")
-    table = {}
+    table: dict[str, dict[str, Any]] = {}
     for env, per_algo in results.items():
         def med(algo: str, key: str, per_algo: dict[str, list[dict[str, Any]]] = per_algo) -> float:
             return float(np.median([r[key] for r in per_algo.get(algo, [])] or [math.nan]))
@@ -260,20 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['steps_ratio_vs_sb3_alpha0.1']:>7.2f} {row['steps_ratio_vs_sb3_her']:>7.2f} {secs:>8.0f} "
                   f"{row['seconds_ratio_vs_sb3']:>7.2f} "
                   f"{row['seconds_ratio_vs_sb3_alpha0.1']:>7.2f}")
-    print(f"\nprecision (medians over seeds): real steps to success {args.success_level:.0%} (ratio sb3 / algo), and "
-          "success rate / mean final distance at each run's last evaluation")
-    print(f"{'env':12s} {'algo':12s} {'steps':>8s} {'x SB3':>7s} {'success':>8s} {'final cm':>9s}")
-    for env, per_algo in results.items():
-        for algo in [a for a in ALGOS if a in per_algo]:
-            runs = per_algo[algo]
-            st = float(np.median([r["steps_to_success"] for r in runs]))
-            sb3 = float(np.median([r["steps_to_success"] for r in per_algo.get("sb3", [])] or [math.nan]))
-            sr = float(np.median([r["final_success_rate"] for r in runs]))
-            fd = float(np.median([r["final_distance_m"] for r in runs]))
-            ratio = sb3 / st if math.isfinite(st) else math.nan
-            table[f"{env}/{algo}/success"] = {"median_steps_to_success": st, "steps_ratio_vs_sb3": ratio,
-                                              "median_final_success_rate": sr, "median_final_distance_m": fd}
-            print(f"{env:12s} {algo:12s} {st:>8g} {ratio:>7.2f} {sr:>8.0%} {100 * fd:>9.2f}")
+    precision_table(results, args.success_level, table)
     for level in args.also:
         print(f"\nmedian real steps to the easier level {level:g} (same runs)")
         for env, per_algo in results.items():
@@ -298,7 +341,44 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     fig.savefig(out / "sample_efficiency.png", dpi=100)
     print(f"wrote {out / 'sample_efficiency.json'} and {out / 'sample_efficiency.png'}")
-    return 0
+
+
+def precision_table(results: dict[str, dict[str, list[dict[str, Any]]]], level: float,
+                    table: dict[str, dict[str, Any]]) -> None:
+    """Real steps to success rate ``level`` per algo: the median over seeds and its ratio against SB3 SAC and SB3 +
+    HER, with runs that stopped short counted as lower bounds (``>=``: needs more than it ran), and per seed where
+    both ran the seed; the success rate and mean final distance at each run's last evaluation."""
+    print(f"\nprecision (medians over seeds): real steps to success {level:.0%} (>=: a run stopped before it, so "
+          "the value is a lower bound), ratio baseline / algo, and success rate / mean final distance at each run's "
+          "last evaluation")
+    print(f"{'env':12s} {'algo':12s} {'seeds':>5s} {'steps':>9s} {'x SB3':>7s} {'x HER':>7s} {'success':>8s} "
+          f"{'final cm':>9s}  per seed: steps (x HER, x SB3)")
+    for env, per_algo in results.items():
+        steps = {a: {int(r["seed"]): first_step_at(r["precision"], level) for r in runs}
+                 for a, runs in per_algo.items()}
+        meds = {a: censored_median(list(v.values())) for a, v in steps.items()}
+        nan = (math.nan, True)
+        for algo in [a for a in ALGOS if a in per_algo]:
+            runs = per_algo[algo]
+            (st, exact) = meds[algo]
+            vs_sb3, vs_her = (censored_ratio(meds.get(b, nan), meds[algo]) if b != algo else (1.0, "=")
+                              for b in ("sb3", "sb3-her"))
+            sr = float(np.median([r["final_success_rate"] for r in runs]))
+            fd = float(np.median([r["final_distance_m"] for r in runs]))
+            per_seed = []
+            for seed, s in sorted(steps[algo].items()):
+                rel = [format_censored(*censored_ratio(steps[b][seed], s), fmt="{:.1f}")
+                       for b in ("sb3-her", "sb3") if b != algo and seed in steps.get(b, {})]
+                per_seed.append(f"{seed}: {format_censored(s[0], relation_of(s[1]))}"
+                                + (f" ({', '.join(rel)})" if rel else ""))
+            table[f"{env}/{algo}/success"] = {
+                "median_steps_to_success": st, "median_exact": float(exact),
+                "steps_ratio_vs_sb3": vs_sb3[0], "steps_ratio_vs_sb3_relation": vs_sb3[1],
+                "steps_ratio_vs_sb3_her": vs_her[0], "steps_ratio_vs_sb3_her_relation": vs_her[1],
+                "median_final_success_rate": sr, "median_final_distance_m": fd}
+            print(f"{env:12s} {algo:12s} {len(runs):>5d} {format_censored(st, relation_of(exact)):>9s} "
+                  f"{format_censored(*vs_sb3, fmt='{:.2f}'):>7s} {format_censored(*vs_her, fmt='{:.2f}'):>7s} "
+                  f"{sr:>8.0%} {100 * fd:>9.2f}  {'; '.join(per_seed)}")
 
 
 if __name__ == "__main__":
