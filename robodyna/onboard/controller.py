@@ -39,7 +39,6 @@ episodes after the last one on disk).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -53,9 +52,9 @@ from robodyna.data.store import EpisodeWriter, StoreError, StoreMeta
 from robodyna.data.validate import INTERVENTION_BITS
 from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filter_action
 from robodyna.onboard.policy import OnnxPolicy
-from robodyna.onboard.record import obs_units
+from robodyna.onboard.record import LoopRecorder, PendingRow, obs_units
 from robodyna.onboard.swap import PolicyDirWatcher, PolicyRejected, VerifiedPolicy, check_outputs, verify_policy
-from robodyna.onboard.timing import Deadlines, LoopStats, format_summary
+from robodyna.onboard.timing import Deadlines, LoopStats, RateLog, format_summary
 from robodyna.robots.reality import load_reality
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import load_robot_config
@@ -71,22 +70,6 @@ _wall = time.time
 
 class ControllerError(RuntimeError):
     """The controller cannot start or continue (bad policy at start, robot that cannot be reset...)."""
-
-
-class _RateLog:
-    """Log a repeated condition once, then at most every ``every_s`` with the count since."""
-
-    def __init__(self, logger: logging.Logger, level: int, every_s: float = 5.0) -> None:
-        self.logger, self.level, self.every_s = logger, level, every_s
-        self.count = 0
-        self._next = 0.0
-
-    def __call__(self, msg: str, *args: Any) -> None:
-        self.count += 1
-        now = _mono()
-        if now >= self._next:
-            self._next = now + self.every_s
-            self.logger.log(self.level, msg + f" ({self.count} so far)", *args)
 
 
 def rate_overrides(cfg_physics_hz: float, hz: float | None) -> list[str]:
@@ -159,10 +142,9 @@ class Controller:
             self._setup(policy, record, profile, pace, policy_dir, swap_at, seed, episode_steps, flush_interval_s,
                         stats_every_s, verify_on_start, trace, spin_us, writer_process)
         except BaseException:
-            w = getattr(self, "writer", None)
-            if w is not None:
-                with contextlib.suppress(StoreError):
-                    w.close()
+            rec = getattr(self, "recorder", None)
+            if rec is not None:
+                rec.close()
             self.robot.close()
             raise
 
@@ -214,28 +196,30 @@ class Controller:
         self.running = False
         self.stalls = 0
         self._beat: float | None = None
-        self._log_invalid = _RateLog(log, logging.ERROR)
-        self._log_fault = _RateLog(log, logging.ERROR)
-        self._log_drop = _RateLog(log, logging.ERROR)
-        self._log_flush = _RateLog(log, logging.WARNING)
-        self._log_stall = _RateLog(log, logging.ERROR)
-        self.writer: EpisodeWriter | None = None
-        self.record_error: str | None = None
+        self._log_invalid = RateLog(log, logging.ERROR)
+        self._log_fault = RateLog(log, logging.ERROR)
+        self._log_stall = RateLog(log, logging.ERROR)
+        self.recorder: LoopRecorder | None = None
         if record is not None:
-            root = Path(record)
             meta = StoreMeta.from_spec(
                 self.spec, self.obs_names, obs_units(self.obs_names), reality=profile.name if profile else None,
                 reality_profile=dataclasses.asdict(profile) if profile else None, task="reach",
                 extra={"recorder": "robodyna controller", "overrides": self.overrides},
             )
-            cap = max(1024, int(2 * self.spec.control_hz))
-            self.writer = EpisodeWriter(root, meta, resume=(root / "meta.json").is_file(), flush_every=cap,
-                                        flush_on_episode_end=False, max_pending=16,
-                                        writer_poll_s=min(0.01, flush_interval_s), writer_process=writer_process,
-                                        lock_wait_s=10.0 if writer_process else 0.0)
-            self.writer.set_policy_version(self.policy_version)
+            self.recorder = LoopRecorder(Path(record), meta, self.spec.control_hz, flush_interval_s, writer_process,
+                                         self.policy_version, self.stats)
         self.watcher = PolicyDirWatcher(policy_dir, self._offer_from_dir, lambda: self.policy_version) \
             if policy_dir is not None else None
+
+    @property
+    def writer(self) -> EpisodeWriter | None:
+        """The episode store's writer (None: not recording)."""
+        return self.recorder.writer if self.recorder is not None else None
+
+    @property
+    def record_error(self) -> str | None:
+        """Why recording stopped (a store error), or None."""
+        return self.recorder.error if self.recorder is not None else None
 
     # -- public API (thread-safe) -------------------------------------------------------------------------------
     def offer_policy(self, onnx_bytes: bytes, sha256: str, version: int, swap_at: SwapAt | None = None,
@@ -297,7 +281,7 @@ class Controller:
             "rejections": rejections, "staged": staged,
             "queue": {"pending_segments": w.pending_segments if w else 0, "record_dropped": self.stats.record_dropped,
                       "record_error": self.record_error,
-                      "flush_deferred": self._log_flush.count},
+                      "flush_deferred": self.recorder.log_behind.count if self.recorder else 0},
         }
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -386,10 +370,8 @@ class Controller:
         if self.watcher is not None:
             self.watcher.stop()
         try:
-            if self.writer is not None:
-                self.writer.close()
-        except StoreError as exc:
-            self._record_failed(exc)
+            if self.recorder is not None:
+                self.recorder.close()
         finally:
             self._report(final=True)
             self.robot.close()
@@ -444,7 +426,7 @@ class Controller:
     def _episode(self, obs0: np.ndarray, max_steps: int | None) -> None:
         """One episode of ``episode_steps`` actions (fewer when ``max_steps`` or a stop says so)."""
         robot, fp, stats, dl = self.robot, self.filter, self.stats, self.deadlines
-        writer, fns, trace = self.writer, self.env.task_fns, self.trace
+        writer, rec, fns, trace = self.writer, self.recorder, self.env.task_fns, self.trace
         n, od, tat, target, ee = self._n, self._obs_dim, self._target_at, self._target, self._ee
         hist = np.zeros(od - tat - 3, np.float32)  # actions sent, newest first (task action_history; hold at reset)
         hat = tat + 3
@@ -456,7 +438,7 @@ class Controller:
         ep = self.episode_index
         prev_applied = hold.copy()
         obs: np.ndarray | None = obs0
-        pending: tuple[np.ndarray, np.ndarray, np.ndarray, int, float, float] | None = None
+        pending: PendingRow | None = None
         hold_next = False
         consecutive = 0
         last_flush = _mono()
@@ -496,8 +478,8 @@ class Controller:
                     fault = "observe"
                     obs = None
                 else:
-                    if pending is not None:
-                        self._record(pending, nobs, fns, k == horizon)
+                    if pending is not None and rec is not None:
+                        rec.row(pending, nobs, fns, k == horizon)
                     obs = nobs
                     last_obs = nobs
                 pending = None
@@ -571,18 +553,16 @@ class Controller:
                 self._safe_stop(k, fault)
                 horizon = k + 1
                 break
-            if writer is not None and te - last_flush >= self.flush_interval_s:
+            if rec is not None and te - last_flush >= self.flush_interval_s:
                 last_flush = te
-                if not self._try_flush(writer):
-                    self._log_flush("store writer behind (%d segments pending); rows stay buffered",
-                                    writer.pending_segments)
+                rec.hand_over()
             stats.tick(t0, (_mono() - t0) - (te - ts))
             dl.advance(_mono())
         self._beat = None
         self.steps_done += horizon
-        if writer is not None:
+        if writer is not None and rec is not None:
             writer.end_episode()
-            self._try_flush(writer)
+            rec.hand_over(log_behind=False)
 
     def _safe_stop(self, tick: int, fault: str) -> None:
         try:
@@ -594,41 +574,6 @@ class Controller:
         self.stops.append(info)
         log.error("watchdog: %d consecutive faults (last: %s) on episode %d tick %d: episode stopped safely",
                   self.max_consecutive_faults, fault, self.episode_index, tick)
-
-    def _record(self, p: tuple[np.ndarray, np.ndarray, np.ndarray, int, float, float], nobs: np.ndarray,
-                fns: Any, last: bool) -> None:
-        w = self.writer
-        if w is None:
-            return
-        obs, applied, raw, bits, wall, mono = p
-        if self.record_error is not None:
-            self.stats.record_dropped += 1
-            return
-        if w.buffer_full and not w.can_hand_over():
-            self.stats.record_dropped += 1
-            self._log_drop("recording queue full (%d segments pending): transition dropped", w.pending_segments)
-            return
-        reward, terminated, _ = fns.step_values(applied, nobs)
-        try:
-            w.append(obs, applied, reward, nobs, terminated, last, intervention=bits, time_wall_s=wall,
-                     time_mono_s=mono, policy_action=raw)
-        except StoreError as exc:
-            self._record_failed(exc)
-            self.stats.record_dropped += 1
-
-    def _try_flush(self, w: EpisodeWriter) -> bool:
-        if self.record_error is not None:
-            return True
-        try:
-            return w.try_flush()
-        except StoreError as exc:
-            self._record_failed(exc)
-            return True
-
-    def _record_failed(self, exc: BaseException) -> None:
-        if self.record_error is None:
-            self.record_error = str(exc)
-            log.error("recording failed, the robot keeps being controlled; rows are counted as dropped: %s", exc)
 
 
 def run_controller(robot: str, policy: str, record: str | None, episodes: int | None = None,

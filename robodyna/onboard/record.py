@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 
 from robodyna.data.store import META_FILE, EpisodeWriter, StoreError, StoreMeta, read_meta
+from robodyna.onboard.timing import LoopStats, RateLog
 
 log = logging.getLogger(__name__)
+
+# a recorded tick: (obs, applied action, policy's raw action, intervention bits, wall time, monotonic time)
+PendingRow = tuple[np.ndarray, np.ndarray, np.ndarray, int, float, float]
 
 INTERVENTION_CLAMPED = 1  # the applied action differs from the commanded one (clamped by send_action)
 
@@ -26,6 +30,75 @@ def obs_units(obs_names: list[str]) -> list[str]:
         unit = next((u for suf, u in table.items() if n.endswith(suf)), "-")
         out.append(unit)
     return out
+
+
+class LoopRecorder:
+    """The onboard controller's recording (``robodyna controller --record DIR``): one row per tick into the store
+    writer's buffers, handed to the writer without ever blocking the loop.
+
+    A full queue drops the row, counts it (``stats.record_dropped``) and logs it (rate-limited); a store that fails
+    (disk error) is reported once (:attr:`error`) and every later row is counted as dropped while the robot keeps
+    being controlled. The writer is a child process by default (:mod:`robodyna.data.store_proc`); a store that
+    exists is continued (new episodes after the last one on disk)."""
+
+    def __init__(self, root: Path, meta: StoreMeta, control_hz: float, flush_interval_s: float, writer_process: bool,
+                 policy_version: int, stats: LoopStats) -> None:
+        cap = max(1024, int(2 * control_hz))  # rows per buffer: two seconds, a hand-over every flush_interval_s
+        self.writer = EpisodeWriter(root, meta, resume=(root / META_FILE).is_file(), flush_every=cap,
+                                    flush_on_episode_end=False, max_pending=16,
+                                    writer_poll_s=min(0.01, flush_interval_s), writer_process=writer_process,
+                                    lock_wait_s=10.0 if writer_process else 0.0)
+        self.writer.set_policy_version(policy_version)
+        self.stats = stats
+        self.error: str | None = None
+        self._log_drop = RateLog(log, logging.ERROR)
+        self.log_behind = RateLog(log, logging.WARNING)  # its count: hand-overs deferred (writer behind)
+
+    def row(self, p: PendingRow, next_obs: np.ndarray, fns: Any, last: bool) -> None:
+        """Record the transition ``p`` -> ``next_obs`` (reward and termination from the task's functions)."""
+        w = self.writer
+        obs, applied, raw, bits, wall, mono = p
+        if self.error is not None:
+            self.stats.record_dropped += 1
+            return
+        if w.buffer_full and not w.can_hand_over():
+            self.stats.record_dropped += 1
+            self._log_drop("recording queue full (%d segments pending): transition dropped", w.pending_segments)
+            return
+        reward, terminated, _ = fns.step_values(applied, next_obs)
+        try:
+            w.append(obs, applied, reward, next_obs, terminated, last, intervention=bits, time_wall_s=wall,
+                     time_mono_s=mono, policy_action=raw)
+        except StoreError as exc:
+            self.failed(exc)
+            self.stats.record_dropped += 1
+
+    def hand_over(self, log_behind: bool = True) -> bool:
+        """Hand the buffered rows to the writer if that cannot block; False: the writer is behind (rows stay
+        buffered, logged when ``log_behind``)."""
+        if self.error is not None:
+            return True
+        try:
+            ok = self.writer.try_flush()
+        except StoreError as exc:
+            self.failed(exc)
+            return True
+        if not ok and log_behind:
+            self.log_behind("store writer behind (%d segments pending); rows stay buffered",
+                            self.writer.pending_segments)
+        return ok
+
+    def failed(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = str(exc)
+            log.error("recording failed, the robot keeps being controlled; rows are counted as dropped: %s", exc)
+
+    def close(self) -> None:
+        """Close the writer (it lands every handed-over segment); a failure is reported in :attr:`error`."""
+        try:
+            self.writer.close()
+        except StoreError as exc:
+            self.failed(exc)
 
 
 def make_policy(policy: str, env: Any, seed: int) -> tuple[Callable[[np.ndarray], np.ndarray], str, int]:

@@ -1,4 +1,4 @@
-"""Loop timing of the onboard controller: absolute-deadline scheduling and loop statistics.
+"""Loop timing of the onboard controller: absolute-deadline scheduling, loop statistics, rate-limited logs.
 
 :class:`Deadlines` schedules ticks on a monotonic clock at ``t0 + k * period`` (never ``sleep(period)``, which
 drifts by the work time). A tick that starts more than a period late counts the deadlines it skipped as missed
@@ -9,6 +9,7 @@ summarises them as p50/p99, jitter and counters.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +19,23 @@ import numpy as np
 import numpy.ma  # noqa: F401 - np.percentile imports it on first use: here, not on the monitor thread mid-loop
 
 monotonic = time.monotonic
+
+
+class RateLog:
+    """Log a repeated condition once, then at most every ``every_s`` with the count since (a loop that logs every
+    tick would spend its period in the logger)."""
+
+    def __init__(self, logger: logging.Logger, level: int, every_s: float = 5.0) -> None:
+        self.logger, self.level, self.every_s = logger, level, every_s
+        self.count = 0
+        self._next = 0.0
+
+    def __call__(self, msg: str, *args: Any) -> None:
+        self.count += 1
+        now = monotonic()
+        if now >= self._next:
+            self._next = now + self.every_s
+            self.logger.log(self.level, msg + f" ({self.count} so far)", *args)
 
 
 class Deadlines:
