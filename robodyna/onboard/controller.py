@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -107,6 +108,10 @@ class Controller:
             reward) once on the latest observation (warms the caches the sleep let go cold), then busy-wait:
             less wake-up latency and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of
             the period.
+        rt_priority: run the control thread under ``SCHED_FIFO`` at this priority (1-99) while :meth:`run` runs
+            (Linux; needs root, ``CAP_SYS_NICE`` or an ``rtprio`` limit): it then preempts every ordinary process
+            when its deadline comes, so a busy machine no longer wakes it late. The monitor and folder-watcher
+            threads and the store's writer process keep the normal policy. None: the normal policy.
     """
 
     def __init__(
@@ -129,9 +134,13 @@ class Controller:
         trace: bool = False,
         spin_us: float | None = None,
         writer_process: bool = True,
+        rt_priority: int | None = None,
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
+        self.rt_priority = rt_priority
+        if rt_priority is not None:
+            check_realtime(rt_priority)
         folder = robot_folder(robot)
         cfg0, _ = load_robot_config(folder, overrides)
         self.overrides = list(overrides or []) + rate_overrides(cfg0.physics_hz, hz)
@@ -300,7 +309,10 @@ class Controller:
         monitor.start()
         if self.watcher is not None:
             self.watcher.start()
+        normal: tuple[int, os.sched_param] | None = None
         try:
+            if self.rt_priority is not None:
+                normal = enter_realtime(self.rt_priority)  # this thread only: started threads keep their policy
             first = True
             while not self._stop.is_set():
                 if steps is not None and self.steps_done >= steps:
@@ -325,6 +337,8 @@ class Controller:
                 self._episode(obs, None if steps is None else steps - self.steps_done)
                 self.episodes_done += 1
         finally:
+            if normal is not None:
+                os.sched_setscheduler(0, *normal)
             self.running = False
             self._beat = None
             with self._more:
@@ -574,6 +588,29 @@ class Controller:
         self.stops.append(info)
         log.error("watchdog: %d consecutive faults (last: %s) on episode %d tick %d: episode stopped safely",
                   self.max_consecutive_faults, fault, self.episode_index, tick)
+
+
+def check_realtime(priority: int) -> None:
+    """Refuse, before any robot moves, a ``SCHED_FIFO`` priority this process may not use (set and reset here)."""
+    if not hasattr(os, "sched_setscheduler"):
+        raise ControllerError("rt_priority: SCHED_FIFO scheduling is not available on this platform (Linux only)")
+    top = os.sched_get_priority_max(os.SCHED_FIFO)
+    if not isinstance(priority, int) or not 1 <= priority <= top:
+        raise ControllerError(f"rt_priority must be an integer in 1..{top} (SCHED_FIFO), got {priority!r}")
+    restore_to = enter_realtime(priority)
+    os.sched_setscheduler(0, *restore_to)
+
+
+def enter_realtime(priority: int) -> tuple[int, os.sched_param]:
+    """Put the calling thread under ``SCHED_FIFO`` at ``priority``; returns its previous (policy, param)."""
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError as exc:
+        raise ControllerError(f"rt_priority {priority}: SCHED_FIFO not permitted for this user ({exc}); run as "
+                              "root, grant CAP_SYS_NICE (setcap cap_sys_nice+ep on the Python binary) or set an "
+                              "rtprio limit (/etc/security/limits.conf)") from exc
+    return before
 
 
 def run_controller(robot: str, policy: str, record: str | None, episodes: int | None = None,

@@ -388,3 +388,48 @@ def test_the_running_loop_imports_no_module_after_it_starts(tmp_path: Path, good
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=Path(__file__).parents[2])
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def _fifo_permitted() -> bool:
+    import os
+
+    if not hasattr(os, "sched_setscheduler"):
+        return False
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        return False
+    os.sched_setscheduler(0, *before)
+    return True
+
+
+@pytest.mark.skipif(not _fifo_permitted(), reason="SCHED_FIFO not permitted for this user")
+def test_rt_priority_runs_only_the_control_thread_under_sched_fifo_and_restores_it(good: Path) -> None:
+    import os
+
+    c = Controller("reacher2", good, None, pace=True, episode_steps=25, rt_priority=7)
+    control = threading.get_native_id()
+    seen: dict[str, tuple[int, int]] = {}
+
+    def probe() -> None:  # from another thread, while the loop runs: the kernel's view of the control thread
+        while "control" not in seen:
+            if c.steps_done or c._beat is not None:
+                seen["control"] = (os.sched_getscheduler(control), os.sched_getparam(control).sched_priority)
+                seen["probe"] = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+            time.sleep(0.005)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    c.run(episodes=1)
+    t.join(5)
+    assert seen["control"] == (os.SCHED_FIFO, 7)
+    assert seen["probe"][0] == os.SCHED_OTHER  # threads started before the switch keep the normal policy
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # restored when run returns
+
+
+@pytest.mark.parametrize("priority", [0, 100, -3])
+def test_an_rt_priority_out_of_range_is_refused_before_the_robot_is_loaded(good: Path, priority: int) -> None:
+    msg = rf"rt_priority must be an integer in 1\.\.\d+ \(SCHED_FIFO\), got {priority}"
+    with pytest.raises(ControllerError, match=msg):
+        Controller("no-such-robot", good, None, rt_priority=priority)

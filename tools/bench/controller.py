@@ -5,10 +5,12 @@
    vs a numpy forward pass of the same weights. The three outputs are checked to agree.
 2. The controller (``robodyna.onboard.controller.Controller``) on reacher2 (MuJoCo), paced in real time, recording
    into a store, at each ``--hz``: tick overhead (everything but physics and the wait: observe, record, inference,
-   filter, send's checks, flush; p50/p99 in µs) and deadline misses over ``--seconds``. Each rate runs, in the
-   same process and in alternating order over ``--reps``, with the store written by a child process (the
-   controller's default) and by a thread of the controller's process (the competitor: it shares the loop's GIL),
-   and the medians' ratios are printed. ``--spin-us`` sets the pre-deadline warm-up (default: the controller's).
+   filter, send's checks, flush; p50/p99 in µs) and deadline misses over ``--seconds``. Each rate runs an A/B, in
+   the same process and in alternating order over ``--reps``, and the medians' ratios are printed: ``--ab
+   writer`` (default) the store written by a child process (the controller's default) against a thread of the
+   controller's process (the competitor: it shares the loop's GIL); ``--ab rt`` the control thread under
+   ``SCHED_FIFO`` at ``--rt-priority`` against the normal scheduler (both with the writer process; needs root
+   or CAP_SYS_NICE). ``--spin-us`` sets the pre-deadline warm-up (default: the controller's).
 
 3. The raw limit, in the same run: a bare loop of the three calls a tick cannot do without (``observe_into``,
    ``OnnxPolicy.run_one``, ``send_action``), paced on the same deadlines (same warm-up and busy-wait) and unpaced.
@@ -109,18 +111,18 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
     return res
 
 
-def bench_controller(robot: str, hz: float, seconds: float, tmp: Path,
-                     spin_us: float | None = None, writer: str = "process") -> dict[str, Any]:
+def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float | None = None,
+                     writer: str = "process", rt_priority: int | None = None) -> dict[str, Any]:
     spec = spec_at(robot, hz)
     names = robot_task(robot).obs_names  # the robot's own layout (its action history included)
     path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
                          policy_version=1)
     c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
-                   stats_every_s=1e9, spin_us=spin_us, writer_process=writer == "process")
+                   stats_every_s=1e9, spin_us=spin_us, writer_process=writer == "process", rt_priority=rt_priority)
     steps = int(seconds * hz)
     st = c.run(steps=steps)
     loop = st["loop"]
-    return {"hz": hz, "writer": writer, "spin_us": c.spin_s * 1e6, "ticks": loop["ticks"],
+    return {"hz": hz, "writer": writer, "rt_priority": rt_priority, "spin_us": c.spin_s * 1e6, "ticks": loop["ticks"],
             "overhead_p50_us": loop["overhead_p50_us"],
             "overhead_p99_us": loop["overhead_p99_us"], "period_p50_us": loop["period_p50_us"],
             "period_p99_us": loop["period_p99_us"], "jitter_us": loop["jitter_us"],
@@ -171,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inference-calls", type=int, default=20000)
     ap.add_argument("--spin-us", type=float, default=None,
                     help="controller warms up and busy-waits this long before a deadline (default: the controller's)")
-    ap.add_argument("--reps", type=int, default=1, help="runs per rate and writer (alternating; medians printed)")
+    ap.add_argument("--reps", type=int, default=1, help="runs per rate and variant (alternating; medians printed)")
+    ap.add_argument("--ab", choices=["writer", "rt"], default="writer",
+                    help="writer: store writer process vs thread; rt: SCHED_FIFO control thread vs normal")
+    ap.add_argument("--rt-priority", type=int, default=50, help="SCHED_FIFO priority of --ab rt (1-99)")
     ap.add_argument("--json-out", default="out/controller_bench.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -187,34 +192,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference, one observation, 256x256 SAC actor ({args.inference_calls} calls, 1 thread):")
         for k, (p50, p99) in inf.items():
             print(f"  {k:12s} p50 {p50:7.1f} us   p99 {p99:7.1f} us")
+        # variant name -> (writer, SCHED_FIFO priority); the first is the candidate, the second its competitor
+        variants = {"process": ("process", None), "thread": ("thread", None)} if args.ab == "writer" else \
+            {f"fifo{args.rt_priority}": ("process", args.rt_priority), "normal": ("process", None)}
+        va, vb = variants
         runs, floors = [], []
         for hz in args.hz:
             for rep in range(args.reps):
-                for writer in (("process", "thread") if rep % 2 == 0 else ("thread", "process")):
-                    sub = tmp / f"{writer}{rep}"
-                    r = bench_controller(args.robot, hz, args.seconds, sub, args.spin_us, writer)
+                for name in ((va, vb) if rep % 2 == 0 else (vb, va)):
+                    writer, prio = variants[name]
+                    sub = tmp / f"{name}{rep}"
+                    r = bench_controller(args.robot, hz, args.seconds, sub, args.spin_us, writer, prio)
+                    r["variant"] = name
                     runs.append(r)
                     print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced (spin {r['spin_us']:g} us), "
-                          f"recording (writer {writer}): tick overhead p50 {r['overhead_p50_us']:.0f} us p99 "
+                          f"recording (writer {writer}, {'SCHED_FIFO ' + str(prio) if prio else 'normal scheduler'})"
+                          f": tick overhead p50 {r['overhead_p50_us']:.0f} us p99 "
                           f"{r['overhead_p99_us']:.0f} us; period p50 {r['period_p50_us']:.0f} p99 "
                           f"{r['period_p99_us']:.0f} us (jitter {r['jitter_us']:.0f} us); deadline misses "
                           f"{r['deadline_misses']} ({r['deadline_miss_pct']:.3f} %); watchdog holds "
                           f"{r['watchdog_holds']}; rows dropped {r['record_dropped']}", flush=True)
-            f = bench_floor(args.robot, OnnxPolicy(tmp / "process0" / f"policy-{hz:g}.onnx"), hz, args.seconds / 2,
+            f = bench_floor(args.robot, OnnxPolicy(tmp / f"{va}0" / f"policy-{hz:g}.onnx"), hz, args.seconds / 2,
                             runs[-1]["spin_us"] * 1e-6)
             floors.append(f)
             print(f"raw limit {hz:g} Hz (spin {f['spin_us']:g} us): observe + inference alone, paced p50 "
                   f"{f['paced_p50_us']:.0f} us p99 {f['paced_p99_us']:.0f} us ({f['deadline_misses']} misses); "
                   f"the same loop unpaced p50 {f['unpaced_p50_us']:.0f} us p99 {f['unpaced_p99_us']:.0f} us")
-            med = {w: {k: float(np.median([r[k] for r in runs if r["hz"] == hz and r["writer"] == w]))
-                       for k in ("overhead_p50_us", "overhead_p99_us", "deadline_miss_pct")}
-                   for w in ("process", "thread")}
-            pr, th = med["process"], med["thread"]
-            print(f"{hz:g} Hz, medians of {args.reps}: writer process p50/p99 {pr['overhead_p50_us']:.0f}/"
-                  f"{pr['overhead_p99_us']:.0f} us, misses {pr['deadline_miss_pct']:.2f} %; writer thread "
-                  f"{th['overhead_p50_us']:.0f}/{th['overhead_p99_us']:.0f} us, {th['deadline_miss_pct']:.2f} %; "
-                  f"overhead p99 process / thread {pr['overhead_p99_us'] / th['overhead_p99_us']:.2f}; "
-                  f"process p99 / raw-limit paced p99 {pr['overhead_p99_us'] / f['paced_p99_us']:.1f}", flush=True)
+            med = {v: {k: float(np.median([r[k] for r in runs if r["hz"] == hz and r["variant"] == v]))
+                       for k in ("overhead_p50_us", "overhead_p99_us", "deadline_miss_pct", "period_p99_us")}
+                   for v in (va, vb)}
+            a, b = med[va], med[vb]
+            print(f"{hz:g} Hz, medians of {args.reps}: {va} p50/p99 {a['overhead_p50_us']:.0f}/"
+                  f"{a['overhead_p99_us']:.0f} us, period p99 {a['period_p99_us']:.0f} us, misses "
+                  f"{a['deadline_miss_pct']:.2f} %; {vb} {b['overhead_p50_us']:.0f}/{b['overhead_p99_us']:.0f} us, "
+                  f"period p99 {b['period_p99_us']:.0f} us, misses {b['deadline_miss_pct']:.2f} %; overhead p99 {va} / "
+                  f"{vb} {a['overhead_p99_us'] / b['overhead_p99_us']:.2f}, period p99 "
+                  f"{a['period_p99_us'] / b['period_p99_us']:.3f}; {va} p99 / raw-limit paced p99 "
+                  f"{a['overhead_p99_us'] / f['paced_p99_us']:.1f}", flush=True)
     write_json(args.json_out, {"inference_us": {k: {"p50": v[0], "p99": v[1]} for k, v in inf.items()},
                                "controller": runs, "raw_limit": floors})
     return 0
