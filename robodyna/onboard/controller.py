@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -55,7 +54,16 @@ from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filt
 from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.record import LoopRecorder, PendingRow, obs_units
 from robodyna.onboard.swap import PolicyDirWatcher, PolicyRejected, VerifiedPolicy, check_outputs, verify_policy
-from robodyna.onboard.timing import Deadlines, LoopStats, RateLog, format_summary
+from robodyna.onboard.timing import (
+    Deadlines,
+    LoopStats,
+    RateLog,
+    SchedPolicy,
+    check_realtime,
+    enter_realtime,
+    format_summary,
+    leave_realtime,
+)
 from robodyna.robots.reality import load_reality
 from robodyna.robots.registry import load_robot, robot_folder
 from robodyna.spec import load_robot_config
@@ -111,7 +119,8 @@ class Controller:
         rt_priority: run the control thread under ``SCHED_FIFO`` at this priority (1-99) while :meth:`run` runs
             (Linux; needs root, ``CAP_SYS_NICE`` or an ``rtprio`` limit): it then preempts every ordinary process
             when its deadline comes, so a busy machine no longer wakes it late. The monitor and folder-watcher
-            threads and the store's writer process keep the normal policy. None: the normal policy.
+            threads and the store's writer process keep the normal policy. None: the normal policy. A priority
+            this process may not use raises :class:`~robodyna.onboard.timing.RealtimeError` at construction.
     """
 
     def __init__(
@@ -309,10 +318,10 @@ class Controller:
         monitor.start()
         if self.watcher is not None:
             self.watcher.start()
-        normal: tuple[int, os.sched_param] | None = None
+        normal: SchedPolicy | None = None
         try:
-            if self.rt_priority is not None:
-                normal = enter_realtime(self.rt_priority)  # this thread only: started threads keep their policy
+            if self.rt_priority is not None:  # this thread only: threads started before keep their policy
+                normal = enter_realtime(self.rt_priority)
             first = True
             while not self._stop.is_set():
                 if steps is not None and self.steps_done >= steps:
@@ -338,7 +347,7 @@ class Controller:
                 self.episodes_done += 1
         finally:
             if normal is not None:
-                os.sched_setscheduler(0, *normal)
+                leave_realtime(normal)
             self.running = False
             self._beat = None
             with self._more:
@@ -588,29 +597,6 @@ class Controller:
         self.stops.append(info)
         log.error("watchdog: %d consecutive faults (last: %s) on episode %d tick %d: episode stopped safely",
                   self.max_consecutive_faults, fault, self.episode_index, tick)
-
-
-def check_realtime(priority: int) -> None:
-    """Refuse, before any robot moves, a ``SCHED_FIFO`` priority this process may not use (set and reset here)."""
-    if not hasattr(os, "sched_setscheduler"):
-        raise ControllerError("rt_priority: SCHED_FIFO scheduling is not available on this platform (Linux only)")
-    top = os.sched_get_priority_max(os.SCHED_FIFO)
-    if not isinstance(priority, int) or not 1 <= priority <= top:
-        raise ControllerError(f"rt_priority must be an integer in 1..{top} (SCHED_FIFO), got {priority!r}")
-    restore_to = enter_realtime(priority)
-    os.sched_setscheduler(0, *restore_to)
-
-
-def enter_realtime(priority: int) -> tuple[int, os.sched_param]:
-    """Put the calling thread under ``SCHED_FIFO`` at ``priority``; returns its previous (policy, param)."""
-    before = (os.sched_getscheduler(0), os.sched_getparam(0))
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except PermissionError as exc:
-        raise ControllerError(f"rt_priority {priority}: SCHED_FIFO not permitted for this user ({exc}); run as "
-                              "root, grant CAP_SYS_NICE (setcap cap_sys_nice+ep on the Python binary) or set an "
-                              "rtprio limit (/etc/security/limits.conf)") from exc
-    return before
 
 
 def run_controller(robot: str, policy: str, record: str | None, episodes: int | None = None,

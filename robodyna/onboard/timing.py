@@ -1,4 +1,5 @@
-"""Loop timing of the onboard controller: absolute-deadline scheduling, loop statistics, rate-limited logs.
+"""Loop timing of the onboard controller: absolute-deadline scheduling, the control thread's real-time policy
+(``SCHED_FIFO``), loop statistics, rate-limited logs.
 
 :class:`Deadlines` schedules ticks on a monotonic clock at ``t0 + k * period`` (never ``sleep(period)``, which
 drifts by the work time). A tick that starts more than a period late counts the deadlines it skipped as missed
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,11 @@ import numpy as np
 import numpy.ma  # noqa: F401 - np.percentile imports it on first use: here, not on the monitor thread mid-loop
 
 monotonic = time.monotonic
+SchedPolicy = tuple[int, Any]  # (policy, os.sched_param) of a thread
+
+
+class RealtimeError(RuntimeError):
+    """A real-time scheduling request this process cannot have (platform, permission, priority range)."""
 
 
 class RateLog:
@@ -152,3 +159,31 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{s['overhead_p50_us']:.0f} p99 {s['overhead_p99_us']:.0f} us; inference p50 {s['inference_p50_us']:.0f} "
             f"p99 {s['inference_p99_us']:.0f} us; {s['deadline_misses']} deadline misses, {s['interventions']} "
             f"interventions, {s['watchdog_faults']} watchdog faults, {s['record_dropped']} rows dropped")
+
+
+def check_realtime(priority: int) -> None:
+    """Refuse, before any robot moves, a ``SCHED_FIFO`` priority this process may not use (set and reset here)."""
+    if not hasattr(os, "sched_setscheduler"):
+        raise RealtimeError("rt_priority: SCHED_FIFO scheduling is not available on this platform (Linux only)")
+    top = os.sched_get_priority_max(os.SCHED_FIFO)
+    if not isinstance(priority, int) or not 1 <= priority <= top:
+        raise RealtimeError(f"rt_priority must be an integer in 1..{top} (SCHED_FIFO), got {priority!r}")
+    restore_to = enter_realtime(priority)
+    os.sched_setscheduler(0, *restore_to)
+
+
+def enter_realtime(priority: int) -> SchedPolicy:
+    """Put the calling thread under ``SCHED_FIFO`` at ``priority``; returns its previous (policy, param)."""
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError as exc:
+        raise RealtimeError(f"rt_priority {priority}: SCHED_FIFO not permitted for this user ({exc}); run as "
+                              "root, grant CAP_SYS_NICE (setcap cap_sys_nice+ep on the Python binary) or set an "
+                              "rtprio limit (/etc/security/limits.conf)") from exc
+    return before
+
+
+def leave_realtime(before: SchedPolicy) -> None:
+    """Give the calling thread back the policy :func:`enter_realtime` returned."""
+    os.sched_setscheduler(0, *before)

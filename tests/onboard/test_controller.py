@@ -18,6 +18,7 @@ from robodyna.identity import IdentityMismatch
 from robodyna.onboard.controller import Controller, ControllerError
 from robodyna.onboard.filter import CLAMPED, INVALID_OUTPUT, RATE_LIMITED, WATCHDOG
 from robodyna.onboard.policy import PolicyMismatchError
+from robodyna.onboard.timing import RealtimeError
 from tests.onboard.policies import make_policy, spec_and_obs
 
 SPEC, OBS = spec_and_obs()
@@ -431,5 +432,5 @@ def test_rt_priority_runs_only_the_control_thread_under_sched_fifo_and_restores_
 @pytest.mark.parametrize("priority", [0, 100, -3])
 def test_an_rt_priority_out_of_range_is_refused_before_the_robot_is_loaded(good: Path, priority: int) -> None:
     msg = rf"rt_priority must be an integer in 1\.\.\d+ \(SCHED_FIFO\), got {priority}"
-    with pytest.raises(ControllerError, match=msg):
+    with pytest.raises(RealtimeError, match=msg):
         Controller("no-such-robot", good, None, rt_priority=priority)
