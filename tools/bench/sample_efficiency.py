@@ -8,6 +8,9 @@ the task's tolerance) and the mean final distance; the table reports both at the
 ``--stop-on success --success-level 0.8`` measures steps to that success rate instead of to the return
 threshold. SB3 SAC runs on robodyna robots too (``--envs reacher2 panda --algos mbpo sb3``).
 Full runs take hours on 2 CPUs; run small with e.g. ``--seeds 1 --max-steps 1500 --envs reacher2``.
+Long runs are often made one (algo, seed) at a time: ``--merge A.json B.json ...`` prints the tables over all of
+them. Steps to a success level are right-censored (a run that stops at its cap, or at its own stop rule, before
+the level only says it needs more): medians and ratios say so (``>=140000``, ``>=5.00``) instead of ``inf``.
 """
 
 from __future__ import annotations
