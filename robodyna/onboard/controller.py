@@ -583,8 +583,8 @@ class Controller:
             dl.advance(_mono())
         self._beat = None
         self.steps_done += horizon
-        if writer is not None and rec is not None:
-            writer.end_episode()
+        if rec is not None:
+            rec.writer.end_episode()
             rec.hand_over(log_behind=False)
 
     def _safe_stop(self, tick: int, fault: str) -> None:

@@ -168,8 +168,7 @@ def check_realtime(priority: int) -> None:
     top = os.sched_get_priority_max(os.SCHED_FIFO)
     if not isinstance(priority, int) or not 1 <= priority <= top:
         raise RealtimeError(f"rt_priority must be an integer in 1..{top} (SCHED_FIFO), got {priority!r}")
-    restore_to = enter_realtime(priority)
-    os.sched_setscheduler(0, *restore_to)
+    leave_realtime(enter_realtime(priority))
 
 
 def enter_realtime(priority: int) -> SchedPolicy:

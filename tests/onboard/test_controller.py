@@ -18,7 +18,7 @@ from robodyna.identity import IdentityMismatch
 from robodyna.onboard.controller import Controller, ControllerError
 from robodyna.onboard.filter import CLAMPED, INVALID_OUTPUT, RATE_LIMITED, WATCHDOG
 from robodyna.onboard.policy import PolicyMismatchError
-from robodyna.onboard.timing import RealtimeError
+from robodyna.onboard.timing import RealtimeError, check_realtime
 from tests.onboard.policies import make_policy, spec_and_obs
 
 SPEC, OBS = spec_and_obs()
@@ -392,16 +392,10 @@ def test_the_running_loop_imports_no_module_after_it_starts(tmp_path: Path, good
 
 
 def _fifo_permitted() -> bool:
-    import os
-
-    if not hasattr(os, "sched_setscheduler"):
-        return False
-    before = (os.sched_getscheduler(0), os.sched_getparam(0))
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except PermissionError:
+        check_realtime(1)
+    except RealtimeError:
         return False
-    os.sched_setscheduler(0, *before)
     return True
 
 
