@@ -286,3 +286,14 @@ def load_robot_config(path: str | Path, overrides: list[str] | None = None) -> t
         raise ConfigError(str(yml), "", None, "robot.yaml not found (a robot folder needs one)")
     cfg = load_config(RobotConfig, yml, overrides)
     return cfg, yml.parent
+
+
+def rate_overrides(cfg_physics_hz: float, hz: float | None) -> list[str]:
+    """``--set`` overrides that run the robot at ``hz`` (physics rate raised to a multiple when needed)."""
+    if not hz:
+        return []
+    out = [f"control_hz={float(hz)}"]
+    ratio = cfg_physics_hz / hz
+    if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+        out.append(f"physics_hz={float(hz) * max(1, round(ratio))}")
+    return out

@@ -397,6 +397,14 @@ class EpisodeWriter:
             self._sink.warm(b.slot, self._n, self._next_seg, b.ep_marks, b.pv_marks)
             self._collect()
 
+    def warm_append(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
+                    policy_action: np.ndarray, time_wall_s: float, time_mono_s: float) -> None:
+        """Write a throw-away row into the next free row of the current buffer without counting it (the next
+        :meth:`append` overwrites it): :meth:`append`'s code and memory, warmed before a control loop's deadline."""
+        i = self._n
+        if i < self.flush_every:
+            self._rows[i] = (obs, action, reward, next_obs, False, False, 0, time_wall_s, time_mono_s, policy_action)
+
     def wait(self) -> None:
         """Block until every handed-over segment has landed."""
         if self._thread is not None:

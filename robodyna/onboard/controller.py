@@ -66,30 +66,20 @@ from robodyna.onboard.timing import (
 )
 from robodyna.robots.reality import load_reality
 from robodyna.robots.registry import load_robot, robot_folder
-from robodyna.spec import load_robot_config
+from robodyna.spec import load_robot_config, rate_overrides
 from robodyna.tasks.env import RobotEnv
 from robodyna.tasks.reach import ReachLayout, shift_in
 
 log = logging.getLogger(__name__)
 
 SwapAt = Literal["episode", "tick"]
+Warmup = Literal["tick", "calls", "none"]
 _mono = time.monotonic
 _wall = time.time
 
 
 class ControllerError(RuntimeError):
     """The controller cannot start or continue (bad policy at start, robot that cannot be reset...)."""
-
-
-def rate_overrides(cfg_physics_hz: float, hz: float | None) -> list[str]:
-    """``--set`` overrides that run the robot at ``hz`` (physics rate raised to a multiple when needed)."""
-    if not hz:
-        return []
-    out = [f"control_hz={float(hz)}"]
-    ratio = cfg_physics_hz / hz
-    if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-        out.append(f"physics_hz={float(hz) * max(1, round(ratio))}")
-    return out
 
 
 class Controller:
@@ -112,10 +102,13 @@ class Controller:
         verify_on_start: test the start policy on the first real observation like an offered one.
         trace: keep ``(episode, tick, mono_s, bits, applied, fault)`` of every tick in ``self.trace`` (tests).
         writer_process: write the store in a child process (default); False: in a thread of this process.
-        spin_us: sleep until this long before each deadline, run the tick's pure calls (inference, filter,
-            reward) once on the latest observation (warms the caches the sleep let go cold), then busy-wait:
-            less wake-up latency and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of
-            the period.
+        spin_us: sleep until this long before each deadline, run the warm-up, then busy-wait: less wake-up latency
+            and tick overhead for more CPU. Default (``None``): 200 µs, at most a fifth of the period.
+        warmup: what runs before each deadline (the caches the sleep let go cold come back): ``"tick"`` (default)
+            a dry run of the tick on scratch buffers (the robot's side-effect-free read where the driver has one,
+            :meth:`~robodyna.robots.base.Robot.peek_into`; inference, filter, reward, the store row, the action
+            history); ``"calls"`` inference, filter and reward only; ``"none"`` nothing. Read every tick (the
+            benchmark switches it while the loop runs).
         rt_priority: run the control thread under ``SCHED_FIFO`` at this priority (1-99) while :meth:`run` runs
             (Linux; needs root, ``CAP_SYS_NICE`` or an ``rtprio`` limit): it then preempts every ordinary process
             when its deadline comes, so a busy machine no longer wakes it late. The monitor and folder-watcher
@@ -144,9 +137,13 @@ class Controller:
         spin_us: float | None = None,
         writer_process: bool = True,
         rt_priority: int | None = None,
+        warmup: Warmup = "tick",
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
+        if warmup not in ("tick", "calls", "none"):
+            raise ValueError(f"warmup must be 'tick', 'calls' or 'none', got {warmup!r}")
+        self.warmup: Warmup = warmup
         self.rt_priority = rt_priority
         if rt_priority is not None:
             check_realtime(rt_priority)
@@ -469,14 +466,27 @@ class Controller:
         dl.restart()
         stats.break_period()
         last_obs = obs0
+        scratch, hist_w = np.zeros(od, np.float32), hist.copy()
 
         def warm() -> None:
-            # The tick's pure calls (no driver I/O), results thrown away: inference, filter, reward; before a tick
-            # that hands rows to the store writer, that hand-over's code too (nothing is handed over here).
+            # Before the deadline, results thrown away (see ``warmup``): a dry run of the tick on scratch buffers, or
+            # only its pure calls; before a tick that hands rows to the store writer, that hand-over's code too
+            # (nothing is handed over here). Nothing the tick reads is changed.
+            mode = self.warmup
+            if mode == "none":
+                return
             try:
+                if mode == "tick" and robot.peek_into(scratch):
+                    scratch[tat:hat] = target
+                    scratch[hat:] = hist
                 raw_w = self.policy.run_one(last_obs)
-                filter_action(raw_w, prev_applied, last_obs[:n], last_obs[ee], fp)
-                fns.step_values(prev_applied, last_obs)
+                a_w, _ = filter_action(raw_w, prev_applied, last_obs[:n], last_obs[ee], fp)
+                r_w = fns.step_values(prev_applied, last_obs)[0]
+                if mode == "tick":
+                    if writer is not None and rec is not None and rec.error is None:
+                        writer.warm_append(last_obs, a_w, r_w, scratch, a_w, _wall(), _mono())
+                    hist_w[:] = hist
+                    shift_in(hist_w, a_w)
             except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
                 pass
             if writer is not None and _mono() + period - last_flush >= flush_every_s and self.record_error is None:

@@ -61,6 +61,13 @@ class Robot(ABC):
         out[lay.qvel] = s.qvel
         out[lay.ee] = s.ee_pos_m
 
+    def peek_into(self, out: np.ndarray) -> bool:
+        """Write the state as :meth:`observe_into` does, without side effects, if this driver can; return whether
+        it did. A simulator reads its engine; a reality profile its engine's state without drawing noise;
+        hardware drivers (a read is I/O with the arm) return False and write nothing. The onboard controller's
+        pre-deadline warm-up calls it (its read then costs the tick its warm time, not its cold time)."""
+        return False
+
     @abstractmethod
     def _apply(self, action: np.ndarray) -> None:
         """Apply a checked, clamped action for one control period."""

@@ -123,6 +123,10 @@ class RealityRobot(Robot):
             ee = ee + self.rng.normal(0.0, pr.ee_pos_noise_m, 3)
         return RobotState(qpos, qvel, ee, s.time_s)
 
+    def peek_into(self, out: np.ndarray) -> bool:
+        """The engine's state (no bias, no noise drawn: the profile's random stream is left as it was)."""
+        return self.inner.peek_into(out)
+
     def warnings(self) -> list[str]:
         return self.inner.warnings()  # type: ignore[attr-defined,no-any-return]
 

@@ -86,6 +86,11 @@ class SimRobot(Robot):
     @abstractmethod
     def observe(self) -> RobotState: ...
 
+    def peek_into(self, out: np.ndarray) -> bool:
+        """Reading a simulator's state changes nothing: :meth:`observe_into`."""
+        self.observe_into(out)
+        return True
+
     # -- the engine's own model at a given configuration (for scripted controllers; never moves the robot) -------
     @abstractmethod
     def model_at(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -167,3 +167,17 @@ def test_a_nan_policy_action_is_an_error_unless_the_row_says_the_output_was_reje
     problems = [p for p in validate(tmp_path / "s") if p.severity == "error"]
     assert [(p.message, p.step) for p in problems] == [
         ("non-finite policy_action without the nonfinite_rejected bit", 1)]
+
+
+def test_warm_append_writes_nothing_that_is_stored(tmp_path: Path) -> None:
+    w = EpisodeWriter(tmp_path / "s", toy_meta(), flush_every=4)
+    junk = np.full(4, 99.0, np.float32)
+    for t in range(10):  # every row preceded by a throw-away one, across full buffers and hand-overs
+        w.warm_append(junk, np.ones(2), 99.0, junk, np.ones(2), 0.0, 0.0)
+        w.append(np.full(4, t, np.float32), np.zeros(2), float(t), np.full(4, t + 1, np.float32), False, t == 9)
+    w.warm_append(junk, np.ones(2), 99.0, junk, np.ones(2), 0.0, 0.0)
+    w.close()
+    b = EpisodeStore(tmp_path / "s").read().batch
+    np.testing.assert_array_equal(b.reward, np.arange(10))
+    np.testing.assert_array_equal(b.obs[:, 0], np.arange(10))
+    assert validate(tmp_path / "s") == []

@@ -16,15 +16,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from robodyna.robots.registry import robot_folder
-from robodyna.spec import RobotSpec, load_robot_config
+from robodyna.spec import RobotSpec, load_robot_config, rate_overrides
 from robodyna.tasks import make_task
 
 
 def spec_and_obs(robot: str | Path = "reacher2", overrides: list[str] | None = None,
                  engine: str = "mujoco", hz: float | None = None) -> tuple[RobotSpec, list[str]]:
     """The spec and observation names a policy for ``robot`` run at ``hz`` (default: its own rate) is made for."""
-    from robodyna.onboard.controller import rate_overrides
-
     cfg, _ = load_robot_config(robot_folder(robot), overrides)
     cfg, _ = load_robot_config(robot_folder(robot), list(overrides or []) + rate_overrides(cfg.physics_hz, hz))
     spec = RobotSpec.from_config(cfg, engine=engine)

@@ -69,8 +69,10 @@ def at(hz: float, tmp_path: Path, kind: str = "tanh", version: int = 1, **kw: in
 
 
 def test_a_paced_recording_loop_that_hands_rows_over_every_10_ms_records_every_row(tmp_path: Path) -> None:
-    """Paced, the loop warms each hand-over before its tick (``EpisodeWriter.warm``): 100 hand-overs in 2 s at 500 Hz
-    through the writer process must land every transition and drop none."""
+    """Paced, the loop warms each hand-over before its tick (``EpisodeWriter.warm``) and writes a throw-away row
+    into the next free row (``EpisodeWriter.warm_append``): 100 hand-overs in 2 s at 500 Hz through the writer
+    process must land every transition, drop none, and store no throw-away row (the store validates: a leaked one
+    breaks the obs/next_obs continuity)."""
     store = tmp_path / "store"
     c = Controller("reacher2", at(500, tmp_path), store, pace=True, hz=500, episode_steps=1000, flush_interval_s=0.01)
     st = c.run(steps=1000)
@@ -428,3 +430,9 @@ def test_an_rt_priority_out_of_range_is_refused_before_the_robot_is_loaded(good:
     msg = rf"rt_priority must be an integer in 1\.\.\d+ \(SCHED_FIFO\), got {priority}"
     with pytest.raises(RealtimeError, match=msg):
         Controller("no-such-robot", good, None, rt_priority=priority)
+
+
+@pytest.mark.parametrize("warmup", ["all", "", None])
+def test_an_unknown_warmup_is_refused_before_the_robot_is_loaded(good: Path, warmup: object) -> None:
+    with pytest.raises(ValueError, match=rf"warmup must be 'tick', 'calls' or 'none', got {warmup!r}"):
+        Controller("no-such-robot", good, None, warmup=warmup)  # type: ignore[arg-type]

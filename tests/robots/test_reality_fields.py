@@ -214,3 +214,19 @@ def test_noise_is_reproducible_per_seed_and_differs_between_seeds(arm: Path, eng
     e1 = run(arm, engine, RealityProfile(name="n", seed=1, **noisy), seed=10)
     e2 = run(arm, engine, RealityProfile(name="n", seed=1, **noisy), seed=11)
     assert np.all(e1["q"] != e2["q"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_peek_into_reads_the_engine_state_without_drawing_the_profiles_noise(arm: Path, engine: str) -> None:
+    noisy = profile(joint_pos_noise_rad=0.01, joint_vel_noise_rad_s=0.05, ee_pos_noise_m=0.003)
+    with load_robot(arm, engine=engine, reality=noisy) as peeked, load_robot(arm, engine=engine, reality=noisy) as r:
+        peeked.reset(seed=1)
+        r.reset(seed=1)
+        out, want = np.full(5, np.nan, np.float32), np.zeros(5, np.float32)
+        for a in actions(10):
+            assert peeked.peek_into(out)  # the controller's warm-up: between every two ticks
+            peeked.inner.observe_into(want)
+            np.testing.assert_array_equal(out, want)  # the engine's state, no noise
+            peeked.send_action(a)
+            r.send_action(a)
+            np.testing.assert_array_equal(peeked.observe().qpos, r.observe().qpos)  # the noise stream untouched

@@ -10,7 +10,11 @@
    writer`` (default) the store written by a child process (the controller's default) against a thread of the
    controller's process (the competitor: it shares the loop's GIL); ``--ab rt`` the control thread under
    ``SCHED_FIFO`` at ``--rt-priority`` against the normal scheduler (both with the writer process; needs root
-   or CAP_SYS_NICE). ``--spin-us`` sets the pre-deadline warm-up (default: the controller's).
+   or CAP_SYS_NICE); ``--ab warm`` the pre-deadline warm-up as a dry run of the whole tick (``warmup="tick"``,
+   the default) against its pure calls only (``"calls"``: inference, filter, reward), switched every
+   ``--block-s`` inside one run (the host's load drifts over seconds; alternating blocks cancel it), the ticks of
+   each block counted for its variant (SCHED_FIFO at ``--rt-priority`` where permitted). ``--spin-us`` sets the
+   pre-deadline warm-up's time (default: the controller's).
 
 3. The raw limit, in the same run: a bare loop of the three calls a tick cannot do without (``observe_into``,
    ``OnnxPolicy.run_one``, ``send_action``), paced on the same deadlines (same warm-up and busy-wait) and unpaced.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,11 +42,11 @@ from _common import write_json  # tools/bench/ is on sys.path when run as a scri
 from robodyna.learn.config import SACConfig
 from robodyna.learn.export import export_policy
 from robodyna.learn.sac import SAC
-from robodyna.onboard.controller import Controller, rate_overrides
+from robodyna.onboard.controller import Controller
 from robodyna.onboard.policy import OnnxPolicy
-from robodyna.onboard.timing import Deadlines
+from robodyna.onboard.timing import Deadlines, RealtimeError, check_realtime
 from robodyna.robots.registry import load_robot, robot_folder
-from robodyna.spec import RobotSpec, StateLayout, load_robot_config
+from robodyna.spec import RobotSpec, StateLayout, load_robot_config, rate_overrides
 from robodyna.tasks import robot_task
 
 
@@ -132,6 +137,45 @@ def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: 
             "watchdog_holds": loop["watchdog_faults"], "record_dropped": loop["record_dropped"]}
 
 
+def bench_warmup(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float | None, rt_priority: int | None,
+                 modes: tuple[str, str], block_s: float) -> list[dict[str, Any]]:
+    """One paced, recording run whose ``warmup`` alternates between ``modes`` every ``block_s``; the tick overheads
+    of each block (its first 5 ticks dropped) are summarised per mode."""
+    spec = spec_at(robot, hz)
+    names = robot_task(robot).obs_names
+    path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
+                         policy_version=1)
+    c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
+                   stats_every_s=1e9, spin_us=spin_us, rt_priority=rt_priority, warmup=modes[0])  # type: ignore[arg-type]
+    steps = min(int(seconds * hz), c.stats.capacity)  # every tick stays in the stats ring
+    marks: list[tuple[int, str]] = [(0, modes[0])]
+    done = threading.Event()
+
+    def switch() -> None:
+        i = 1
+        while not done.wait(block_s):
+            c.warmup = modes[i % 2]  # type: ignore[assignment]
+            marks.append((c.stats.n, modes[i % 2]))
+            i += 1
+
+    th = threading.Thread(target=switch, daemon=True)
+    th.start()
+    st = c.run(steps=steps)
+    done.set()
+    th.join()
+    n = c.stats.n
+    over = c.stats.overhead[:n] * 1e6
+    out = []
+    for mode in modes:
+        parts = [over[a + 5:b] for (a, m), (b, _) in zip(marks, [*marks[1:], (n, "")]) if m == mode and b > a + 5]
+        x = np.concatenate(parts) if parts else np.zeros(0)
+        out.append({"hz": hz, "variant": mode, "rt_priority": rt_priority, "spin_us": c.spin_s * 1e6,
+                    "ticks": int(x.size), "blocks": len(parts),
+                    "overhead_p50_us": float(np.percentile(x, 50)), "overhead_p99_us": float(np.percentile(x, 99)),
+                    "deadline_misses": st["loop"]["deadline_misses"], "record_dropped": st["loop"]["record_dropped"]})
+    return out
+
+
 def bench_floor(robot: str, policy: OnnxPolicy, hz: float, seconds: float, spin_s: float) -> dict[str, float]:
     """The raw limit: the three calls a tick cannot do without (read the robot, run the policy, step the robot),
     in a bare loop paced like the controller's (same Deadlines, warm-up, busy-wait) and in the same loop unpaced.
@@ -174,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spin-us", type=float, default=None,
                     help="controller warms up and busy-waits this long before a deadline (default: the controller's)")
     ap.add_argument("--reps", type=int, default=1, help="runs per rate and variant (alternating; medians printed)")
-    ap.add_argument("--ab", choices=["writer", "rt"], default="writer",
-                    help="writer: store writer process vs thread; rt: SCHED_FIFO control thread vs normal")
+    ap.add_argument("--ab", choices=["writer", "rt", "warm"], default="writer",
+                    help="writer: store writer process vs thread; rt: SCHED_FIFO control thread vs normal; "
+                         "warm: warm-up as a dry run of the tick vs its pure calls, alternating inside each run")
+    ap.add_argument("--block-s", type=float, default=0.5, help="--ab warm: seconds per alternating block")
     ap.add_argument("--rt-priority", type=int, default=50, help="SCHED_FIFO priority of --ab rt (1-99)")
     ap.add_argument("--json-out", default="out/controller_bench.json")
     args = ap.parse_args(argv)
@@ -192,6 +238,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference, one observation, 256x256 SAC actor ({args.inference_calls} calls, 1 thread):")
         for k, (p50, p99) in inf.items():
             print(f"  {k:12s} p50 {p50:7.1f} us   p99 {p99:7.1f} us")
+        if args.ab == "warm":
+            runs = []
+            try:
+                check_realtime(args.rt_priority)
+                prio: int | None = args.rt_priority
+            except RealtimeError as exc:
+                print(f"(normal scheduler: {exc})")
+                prio = None
+            for hz in args.hz:
+                for rep in range(args.reps):
+                    modes = ("tick", "calls") if rep % 2 == 0 else ("calls", "tick")
+                    got = bench_warmup(args.robot, hz, args.seconds, tmp / f"warm{hz:g}-{rep}", args.spin_us, prio,
+                                       modes, args.block_s)
+                    runs += got
+                    print(f"controller {args.robot} {hz:g} Hz, {args.seconds:g} s paced, recording, "
+                          f"{'SCHED_FIFO ' + str(prio) if prio else 'normal scheduler'}, warm-up switched every "
+                          f"{args.block_s:g} s: " + "; ".join(
+                              f"{r['variant']} p50 {r['overhead_p50_us']:.0f} us p99 {r['overhead_p99_us']:.0f} us "
+                              f"({r['ticks']} ticks)" for r in got) + f"; deadline misses {got[0]['deadline_misses']}",
+                          flush=True)
+                med = {v: {k: float(np.median([r[k] for r in runs if r["hz"] == hz and r["variant"] == v]))
+                           for k in ("overhead_p50_us", "overhead_p99_us")} for v in ("tick", "calls")}
+                a, b = med["tick"], med["calls"]
+                print(f"{hz:g} Hz, medians of {args.reps}: warm-up tick p50/p99 {a['overhead_p50_us']:.0f}/"
+                      f"{a['overhead_p99_us']:.0f} us; calls {b['overhead_p50_us']:.0f}/{b['overhead_p99_us']:.0f} us;"
+                      f" overhead p99 tick / calls {a['overhead_p99_us'] / b['overhead_p99_us']:.2f}, p50 "
+                      f"{a['overhead_p50_us'] / b['overhead_p50_us']:.2f}", flush=True)
+            write_json(args.json_out, {"inference_us": {k: {"p50": v[0], "p99": v[1]} for k, v in inf.items()},
+                                       "warmup": runs})
+            return 0
         # variant name -> (writer, SCHED_FIFO priority); the first is the candidate, the second its competitor
         variants = {"process": ("process", None), "thread": ("thread", None)} if args.ab == "writer" else \
             {f"fifo{args.rt_priority}": ("process", args.rt_priority), "normal": ("process", None)}
