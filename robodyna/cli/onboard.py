@@ -46,7 +46,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
     c = Controller(args.robot, args.policy, args.record, reality=args.reality, hz=args.hz, pace=not args.no_pace,
                    policy_dir=args.policy_dir, swap_at=args.swap_at, seed=args.seed, overrides=args.overrides,
                    engine=args.engine, episode_steps=args.episode_steps, stats_every_s=args.stats_every,
-                   writer_process=args.writer == "process", rt_priority=args.rt_priority)
+                   writer_process=args.writer == "process", rt_priority=args.rt_priority, warmup=args.warmup)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         c.stop()
@@ -97,6 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rt-priority", type=int, default=None, metavar="N",
                    help="run the control thread under SCHED_FIFO at priority N (1-99; Linux, root or CAP_SYS_NICE): "
                    "no late wake-ups on a busy machine")
+    p.add_argument("--warmup", default="tick", choices=["tick", "calls", "none"],
+                   help="before each deadline: a dry run of the tick (default), inference/filter/reward only, or "
+                   "nothing (least CPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a robot.yaml value (repeatable)")
     g = p.add_argument_group("trainer link")
