@@ -78,3 +78,37 @@ def format_censored(value: float, relation: str, fmt: str = "{:g}") -> str:
 def relation_of(exact: bool) -> str:
     """``=`` for an exact value, ``>=`` for a lower bound."""
     return "=" if exact else ">="
+
+
+def run_from_metrics(run_dir: str | Path, algos: Sequence[str]) -> dict[str, Any]:
+    """A sample-efficiency run rebuilt from the ``metrics.csv`` its learner wrote into ``ENV_ALGO_SEED/`` (every
+    evaluation lands there as it happens), for a run stopped before it wrote its ``sample_efficiency.json``
+    (killed, or its machine lost): the evaluation curve (``eval/mean_return``) and precision (``eval/success_rate``,
+    ``eval/mean_final_distance_m``) up to its last evaluation, which then bounds the steps it did not reach."""
+    import csv
+
+    d = Path(run_dir)
+    env, algo, seed = (d.name.rsplit("_", 2) + ["", ""])[:3]
+    if algo not in algos or not seed.isdigit():
+        raise ValueError(f"{d}: a run folder is named ENV_ALGO_SEED with ALGO one of {', '.join(algos)} "
+                         f"(got {d.name!r})")
+    evals: dict[int, dict[str, float]] = {}
+    with open(d / "metrics.csv", newline="") as fh:
+        rows = csv.DictReader(fh)
+        if rows.fieldnames != ["step", "key", "value"]:
+            raise ValueError(f"{d / 'metrics.csv'}: header {rows.fieldnames}, expected step,key,value")
+        for i, row in enumerate(rows, start=2):
+            if row["key"].startswith("eval/"):
+                try:
+                    evals.setdefault(int(row["step"]), {})[row["key"]] = float(row["value"])
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{d / 'metrics.csv'} line {i}: {exc}") from exc
+    keys = ("eval/mean_return", "eval/success_rate", "eval/mean_final_distance_m")
+    steps = sorted(s for s, e in evals.items() if all(k in e for k in keys))
+    if not steps:
+        raise ValueError(f"{d / 'metrics.csv'}: no complete evaluation ({', '.join(keys)})")
+    curve = [(s, evals[s][keys[0]]) for s in steps]
+    precision = [(s, evals[s][keys[1]], evals[s][keys[2]]) for s in steps]
+    return {"env": env, "algo": algo, "seed": int(seed), "curve": curve, "precision": precision,
+            "seconds": math.nan, "seconds_to_threshold": math.nan, "final_success_rate": precision[-1][1],
+            "final_distance_m": precision[-1][2], "from_metrics": str(d / "metrics.csv")}

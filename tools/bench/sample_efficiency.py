@@ -9,8 +9,10 @@ the task's tolerance) and the mean final distance; the table reports both at the
 threshold. SB3 SAC runs on robodyna robots too (``--envs reacher2 panda --algos mbpo sb3``).
 Full runs take hours on 2 CPUs; run small with e.g. ``--seeds 1 --max-steps 1500 --envs reacher2``.
 Long runs are often made one (algo, seed) at a time: ``--merge A.json B.json ...`` prints the tables over all of
-them. Steps to a success level are right-censored (a run that stops at its cap, or at its own stop rule, before
-the level only says it needs more): medians and ratios say so (``>=140000``, ``>=5.00``) instead of ``inf``.
+them (a run stopped before it wrote its JSON merges from its own ``ENV_ALGO_SEED/`` folder, whose ``metrics.csv``
+holds every evaluation made). Steps to a success level are right-censored (a run that stops at its cap, or at
+its own stop rule, before the level only says it needs more): medians and ratios say so (``>=140000``, ``>=5.00``)
+instead of ``inf``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from _common import (  # tools/bench/ is on sys.path when run as a script
     first_step_at,
     format_censored,
     relation_of,
+    run_from_metrics,
     silence_sb3_logger,
 )
 
@@ -213,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="success rate whose first step is reported (steps to success), default 0.8")
     ap.add_argument("--out-dir", default="runs/sample_efficiency")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                    help="run nothing: combine the runs of earlier invocations (their sample_efficiency.json, or "
-                    "folders holding one) and print the tables over all of them, e.g. MBPO and SB3 run separately")
+                    help="run nothing: combine the runs of earlier invocations (their sample_efficiency.json, "
+                    "folders holding one, or a stopped run's own ENV_ALGO_SEED folder: its metrics.csv) and print the "
+                    "tables over all of them, e.g. MBPO and SB3 run separately")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out_dir)
@@ -265,9 +269,18 @@ def merge_runs(paths: list[str]) -> tuple[dict[str, dict[str, list[dict[str, Any
     seen: dict[tuple[str, str, int], Path] = {}
     for raw in paths:
         f = Path(raw)
-        f = f / "sample_efficiency.json" if f.is_dir() else f
+        if f.is_dir() and not (f / "sample_efficiency.json").is_file() and (f / "metrics.csv").is_file():
+            try:  # one run's own folder, stopped before the benchmark wrote its JSON
+                run = run_from_metrics(f, ALGOS)
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"--merge {raw}: {exc}") from exc
+            data: dict[str, Any] = {"results": {run["env"]: {run["algo"]: [run]}}}
+            f = f / "metrics.csv"
+        else:
+            f = f / "sample_efficiency.json" if f.is_dir() else f
+            data = {}
         try:
-            data = json.loads(f.read_text())
+            data = data or json.loads(f.read_text())
             runs = [r for per_algo in data["results"].values() for rs in per_algo.values() for r in rs]
             for r in runs:
                 r["curve"], r["precision"], r["env"], r["algo"], r["seed"]  # noqa: B018 - the fields merged
@@ -281,6 +294,10 @@ def merge_runs(paths: list[str]) -> tuple[dict[str, dict[str, list[dict[str, Any
                 raise SystemExit(f"--merge: {key[0]} {key[1]} seed {key[2]} is in both {seen[key]} and {f}")
             seen[key] = f
             results.setdefault(r["env"], {}).setdefault(r["algo"], []).append(r)
+    unknown = sorted(set(results) - set(thresholds))
+    if unknown:
+        raise SystemExit(f"--merge: no return threshold for {', '.join(unknown)} (a run folder is named ENV_ALGO_SEED; "
+                         f"known: {', '.join(sorted(thresholds))})")
     for per_algo in results.values():  # curves were stored as JSON lists; steps-to values follow the thresholds
         for runs in per_algo.values():
             runs.sort(key=lambda r: int(r["seed"]))
