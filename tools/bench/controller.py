@@ -116,14 +116,20 @@ def bench_inference(agent: SAC, policy: OnnxPolicy, n: int, obs: np.ndarray) -> 
     return res
 
 
-def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float | None = None,
-                     writer: str = "process", rt_priority: int | None = None) -> dict[str, Any]:
+def bench_setup(robot: str, hz: float, tmp: Path, **kw: Any) -> Controller:
+    """A paced, recording controller on ``robot`` at ``hz`` with a fresh SAC actor exported for it (5 s episodes;
+    ``kw``: the Controller's options under test)."""
     spec = spec_at(robot, hz)
     names = robot_task(robot).obs_names  # the robot's own layout (its action history included)
     path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
                          policy_version=1)
-    c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
-                   stats_every_s=1e9, spin_us=spin_us, writer_process=writer == "process", rt_priority=rt_priority)
+    return Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
+                      stats_every_s=1e9, **kw)
+
+
+def bench_controller(robot: str, hz: float, seconds: float, tmp: Path, spin_us: float | None = None,
+                     writer: str = "process", rt_priority: int | None = None) -> dict[str, Any]:
+    c = bench_setup(robot, hz, tmp, spin_us=spin_us, writer_process=writer == "process", rt_priority=rt_priority)
     steps = int(seconds * hz)
     st = c.run(steps=steps)
     loop = st["loop"]
@@ -141,12 +147,7 @@ def bench_warmup(robot: str, hz: float, seconds: float, tmp: Path, spin_us: floa
                  modes: tuple[str, str], block_s: float) -> list[dict[str, Any]]:
     """One paced, recording run whose ``warmup`` alternates between ``modes`` every ``block_s``; the tick overheads
     of each block (its first 5 ticks dropped) are summarised per mode."""
-    spec = spec_at(robot, hz)
-    names = robot_task(robot).obs_names
-    path = export_policy(make_agent(spec, obs_dim=len(names)), spec, names, tmp / f"policy-{hz:g}.onnx",
-                         policy_version=1)
-    c = Controller(robot, path, tmp / f"store-{hz:g}", pace=True, hz=hz, episode_steps=int(hz * 5),
-                   stats_every_s=1e9, spin_us=spin_us, rt_priority=rt_priority, warmup=modes[0])  # type: ignore[arg-type]
+    c = bench_setup(robot, hz, tmp, spin_us=spin_us, rt_priority=rt_priority, warmup=modes[0])
     steps = min(int(seconds * hz), c.stats.capacity)  # every tick stays in the stats ring
     marks: list[tuple[int, str]] = [(0, modes[0])]
     done = threading.Event()
