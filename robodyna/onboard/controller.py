@@ -483,8 +483,8 @@ class Controller:
                 a_w, _ = filter_action(raw_w, prev_applied, last_obs[:n], last_obs[ee], fp)
                 r_w = fns.step_values(prev_applied, last_obs)[0]
                 if mode == "tick":
-                    if writer is not None and rec is not None and rec.error is None:
-                        writer.warm_append(last_obs, a_w, r_w, scratch, a_w, _wall(), _mono())
+                    if rec is not None and rec.error is None:
+                        rec.writer.warm_append(last_obs, a_w, r_w, scratch, a_w, _wall(), _mono())
                     hist_w[:] = hist
                     shift_in(hist_w, a_w)
             except Exception:  # noqa: BLE001, S110 - a failing policy is met (and counted) at the tick itself
