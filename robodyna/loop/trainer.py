@@ -42,6 +42,7 @@ from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_e
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
 from robodyna.learn.rollouts import branched_rollout
+from robodyna.loop.final import actor_candidates, episode_starts, score_actors
 from robodyna.loop.refresh import RefreshConfig, RefreshScheduler, model_error_ratio, policy_age, return_gap
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,18 @@ class ServiceConfig:
     # one (updates_per_step x real_step_budget updates), so the adapted policy is not one large step's iterate
     # (annealed step sizes, Robbins & Monro 1951; as in the linear decay of PPO's and SB3's schedules); null: constant.
     lr_final_frac: float | None = None
+    # How the adapted policy (pushed once the budget is spent) is chosen. "average": the averaged actor above.
+    # "model": the candidate with the highest model-predicted return (robodyna/learn/select.py; ME-TRPO's policy
+    # validation, Kurutach et al. 2018 §4.3) among the simulation policy, every pushed version and that average,
+    # each rolled out for an episode in the final model from `selection_starts` real episode starts with fresh
+    # goals; a learner without a model falls back to "average". SAC's iterates do not improve monotonically: on
+    # laggy reacher2 one run's versions went 45 -> 53 -> 29 -> 40 % real success, and their model returns followed.
+    final_selection: Literal["average", "model"] = "average"
+    selection_starts: int = 200
+    # "model": before a round's policy is pushed, the model scores it against the deployed one from the same real
+    # starts (as above); one it predicts to do worse is not pushed, and SAC's actor goes back to the deployed
+    # weights (ME-TRPO's policy validation, Kurutach et al. 2018 §4.3; validation.csv). "off": every round pushes.
+    push_validation: Literal["off", "model"] = "off"
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -94,6 +107,11 @@ class ServiceConfig:
         if self.lr_final_frac is not None and not 0 < self.lr_final_frac <= 1:
             raise ValueError(f"trainer.lr_final_frac: the final step size's fraction of sac.lr, in (0, 1] (null: "
                              f"constant), got {self.lr_final_frac}")
+        if self.push_validation not in ("off", "model"):
+            raise ValueError(f"trainer.push_validation: off or model, got {self.push_validation!r}")
+        if self.final_selection not in ("average", "model") or self.selection_starts < 1:
+            raise ValueError(f"trainer.final_selection: average or model, got {self.final_selection!r}; "
+                             f"trainer.selection_starts >= 1, got {self.selection_starts}")
         if self.final_average_versions < 0:
             raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
                              f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
@@ -191,6 +209,7 @@ class TrainerService:
         self.pushed_version = -1
         # actor weights of the last pushed policies (for the averaged final one; refilled after a restart)
         self.recent_actors: list[dict[str, torch.Tensor]] = []
+        self.deployed_actor: dict[str, torch.Tensor] | None = None  # the last pushed policy's actor weights
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
@@ -218,6 +237,7 @@ class TrainerService:
             lr.n_init = len(lr.real)
         lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
         self._sim_fits = lr.n_fits
+        self._keep_actor(lr.policy_version)
         lr.agent.freeze_actor(self.cfg.critic_warmup_updates)
         log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
 
@@ -381,7 +401,77 @@ class TrainerService:
         n = self.cfg.final_average_versions
         if n:
             self.recent_actors = [*self.recent_actors, averaged_state([lr.agent.actor.state_dict()])][-(n + 1):]
+        self._keep_actor(lr.policy_version)
         self._push(path, reason)
+        return lr.policy_version
+
+    def _selecting(self) -> bool:
+        return self.cfg.final_selection == "model" and self.learner.model is not None
+
+    def _keep_actor(self, version: int) -> None:
+        """The actor weights of a pushed version: the deployed one (for ``push_validation``) and, for the final
+        selection, ``policies/actor_vN.pt``."""
+        self.deployed_actor = averaged_state([self.learner.agent.actor.state_dict()])
+        if self._selecting():
+            torch.save(self.deployed_actor, self.out / "policies" / f"actor_v{version}.pt")
+
+    def _passes_validation(self) -> bool:
+        """``push_validation``: does the model predict the current actor to do at least as well as the deployed
+        one? If not, the actor goes back to the deployed weights."""
+        lr = self.learner
+        if self.cfg.push_validation != "model" or lr.model is None or self.deployed_actor is None:
+            return True
+        starts = episode_starts(self.out / "store", len(self.obs_names))
+        if len(starts) == 0:
+            return True
+        actor = lr.agent.actor
+        latest = averaged_state([actor.state_dict()])
+        try:
+            new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts,
+                                    self.cfg.selection_starts, self.episode_steps)
+        finally:
+            actor.load_state_dict(latest)
+        ok = bool(new >= old)
+        _append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
+                                                  "updates": lr.n_updates, "deployed_version": self.pushed_version,
+                                                  "candidate_return": float(new), "deployed_return": float(old),
+                                                  "pushed": int(ok), "wall_s": time.time()})
+        if not ok:
+            actor.load_state_dict(self.deployed_actor)
+            log.info("round %d: the model predicts the new policy worse than v%d (%.3g < %.3g): not pushed, actor "
+                     "back to v%d", self.round, self.pushed_version, new, old, self.pushed_version)
+        return ok
+
+    def export_final_and_push(self) -> int | None:
+        """Push the adapted policy once the budget is spent (``final_selection``): the averaged actor, or the
+        candidate the model scores best (:func:`robodyna.loop.final.score_actors`)."""
+        if not self._selecting():
+            return self.export_average_and_push()
+        lr = self.learner
+        cands = actor_candidates(self.out / "policies")
+        if len(self.recent_actors) >= 2:
+            lo = lr.policy_version - len(self.recent_actors) + 1
+            cands.append((f"average of v{lo}-v{lr.policy_version}", averaged_state(self.recent_actors)))
+        starts = episode_starts(self.out / "store", len(self.obs_names))
+        if len(cands) < 2 or len(starts) == 0:
+            log.warning("final selection: %d candidate(s), %d real episode starts: pushing the average instead",
+                        len(cands), len(starts))
+            return self.export_average_and_push()
+        actor = lr.agent.actor
+        latest = averaged_state([actor.state_dict()])
+        try:
+            scores = score_actors(lr, self.task_fns, [st for _, st in cands], starts, self.cfg.selection_starts,
+                                  self.episode_steps)
+            best = int(np.argmax(scores))
+            for (name, _), sc in zip(cands, scores):
+                _append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
+                                                         "chosen": int(name == cands[best][0]),
+                                                         "starts": self.cfg.selection_starts, "wall_s": time.time()})
+            actor.load_state_dict(cands[best][1])
+            path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
+        finally:
+            actor.load_state_dict(latest)  # training state stays the last iterate
+        self._push(path, f"selected {cands[best][0]} (model return {scores[best]:.3g}, max over {len(cands)})")
         return lr.policy_version
 
     def export_average_and_push(self) -> int | None:
@@ -455,7 +545,7 @@ class TrainerService:
                 cap = lr.updates_allowed <= lr.n_updates or not may
                 if self.real_steps >= cfg.real_step_budget and cap and self.outstanding is None:
                     self.export_and_push("final")
-                    self.export_average_and_push()
+                    self.export_final_and_push()
                     self.done = True
                     break
                 robots = self._connected()
@@ -511,7 +601,8 @@ class TrainerService:
         cfg, lr = self.cfg, self.learner
         if not again:
             self.round += 1
-            if lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export:
+            if (lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export) \
+                    and self._passes_validation():
                 self.export_and_push(f"round {self.round}")
             left = cfg.real_step_budget - self.real_steps
             eps = max(1, min(cfg.refresh.refresh_episodes, math.ceil(left / self.episode_steps)))

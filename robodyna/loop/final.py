@@ -1,0 +1,63 @@
+"""The adapted policy a loop ends with, chosen by the learned model among the versions it pushed.
+
+``trainer.final_selection: model`` (robodyna/loop/trainer.py): the candidates are the actor weights of the
+simulation policy and of every pushed version (``policies/actor_vN.pt``, kept as they are pushed, so a restarted
+trainer still has them) plus the averaged actor; each is rolled out for one episode in the final model from real
+episode starts with fresh goals (:mod:`robodyna.learn.select`), and the one with the highest predicted return is
+pushed as the next version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robodyna.learn.learner import Learner
+from robodyna.learn.select import model_returns, selection_starts
+
+
+def actor_candidates(policies_dir: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """``[(vN, actor state)]`` of every ``actor_vN.pt`` in ``policies_dir``, by version."""
+    files = sorted(Path(policies_dir).glob("actor_v*.pt"), key=lambda p: int(p.stem[len("actor_v"):]))
+    return [(f"v{f.stem[len('actor_v'):]}", torch.load(f, weights_only=True)) for f in files]
+
+
+def episode_starts(store_root: Path, obs_dim: int) -> np.ndarray:
+    """The first observation of every real episode in a trainer's store (every robot's; finite rows only)."""
+    from robodyna.data.store import EpisodeStore
+
+    out = []
+    root = Path(store_root)
+    for d in sorted(p for p in root.iterdir() if (p / "meta.json").is_file()) if root.is_dir() else []:
+        tr = EpisodeStore(d).read(check_finite=False)
+        if len(tr):
+            first = np.r_[True, np.diff(tr.episode_index) != 0]
+            out.append(tr.batch.obs[first])
+    obs = np.concatenate(out) if out else np.empty((0, obs_dim), np.float32)
+    return obs[np.isfinite(obs).all(axis=1)]
+
+
+def score_actors(
+    learner: Learner, task_fns: Any, states: list[dict[str, torch.Tensor]], starts: np.ndarray, n_starts: int,
+    horizon: int,
+) -> np.ndarray:
+    """Model-predicted return of each actor state (:func:`robodyna.learn.select.model_returns`, the learner's own
+    policy filter applied, common random numbers seeded by the learner's real-step count). Loads each state into
+    ``learner.agent.actor`` in turn: the caller restores it."""
+    if learner.model is None:
+        raise ValueError("scoring policies in the model needs a learner with a dynamics model")
+    rng = np.random.default_rng(learner.n_real)
+    x0 = selection_starts(starts, task_fns, n_starts, rng)
+    actor = learner.agent.actor
+
+    def policy(state: dict[str, torch.Tensor]) -> Any:
+        def act(obs: np.ndarray) -> np.ndarray:
+            actor.load_state_dict(state)
+            return learner.agent.act(obs, deterministic=True)
+        return act
+
+    return model_returns(learner.model, task_fns, x0, [policy(st) for st in states], horizon,
+                         seed=int(rng.integers(2**31 - 1)), constrain=learner.cfg.rollout_constraints)

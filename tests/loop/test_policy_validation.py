@@ -1,0 +1,101 @@
+"""Policies scored in the learned model (robodyna/learn/select.py) and what the trainer does with the scores:
+``push_validation`` keeps a policy the model predicts worse off the robot, ``final_selection`` keeps every pushed
+actor as a candidate. Real MuJoCo, the shipped checkpoint's real ensemble and agent, a store from the real recorder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robodyna.learn.checkpoint import load_checkpoint
+from robodyna.learn.config import load_algo_config
+from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
+from robodyna.learn.learner import Learner
+from robodyna.learn.select import model_returns, selection_starts
+from robodyna.loop.final import episode_starts
+from robodyna.loop.trainer import ServiceConfig, TrainerService, warm_start_shapes
+
+ROOT = Path(__file__).resolve().parents[2]
+CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+
+
+@pytest.fixture(scope="module")
+def sim_learner() -> tuple[Learner, np.ndarray]:
+    env = make_env("reacher2")
+    try:
+        spec, names, fns = spec_for_env(env), obs_names_for_env(env), task_fns_for_env(env)
+        T = episode_steps_for_env(env)
+        st = load_checkpoint(CKPT, spec, names)["learner"]
+        lr = Learner(load_algo_config("mbpo", "reacher2", [*warm_start_shapes(st["config"]), "sac.compile=false",
+                                                           "policy_filter=true"]), spec, names, fns, T)
+        lr.agent.load_state_dict(st["sac"])
+        assert lr.model is not None
+        lr.model.load_state_dict(st["model"])
+        starts = np.asarray([env.reset(seed=i)[0] for i in range(8)], np.float32)
+    finally:
+        env.close()
+    return lr, starts
+
+
+def test_the_model_scores_the_trained_policy_above_doing_nothing_with_common_random_numbers(
+        sim_learner: tuple[Learner, np.ndarray]) -> None:
+    lr, starts = sim_learner
+    assert lr.model is not None
+    x0 = selection_starts(starts, lr.task_fns, 64, np.random.default_rng(0))
+    trained = lambda o: lr.agent.act(o, deterministic=True)  # noqa: E731
+    idle = lambda o: np.zeros((len(o), lr.spec.act_dim), np.float32)  # noqa: E731
+    s = model_returns(lr.model, lr.task_fns, x0, [trained, idle, trained], lr.episode_steps, seed=3)
+    assert s[0] > s[1] + 1.0  # reaching beats holding still by a margin, in the model as on the robot
+    assert s[0] == s[2]  # the same policy, the same draws: only policies make scores differ
+    other = model_returns(lr.model, lr.task_fns, x0, [trained], lr.episode_steps, seed=4)
+    assert other[0] != s[0]  # ... and the draws are not all the same
+
+
+def test_selection_starts_take_fresh_goals_and_refuse_bad_starts(sim_learner: tuple[Learner, np.ndarray]) -> None:
+    lr, starts = sim_learner
+    fns = lr.task_fns
+    x0 = selection_starts(starts, fns, 20, np.random.default_rng(1))
+    assert x0.shape == (20, starts.shape[1])
+    lay = fns.layout
+    np.testing.assert_array_equal(x0[:, : lay.target.start], starts[np.arange(20) % 8, : lay.target.start])
+    assert not np.allclose(x0[:8, lay.target], starts[:, lay.target])  # new targets
+    bad = starts.copy()
+    bad[2, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        selection_starts(bad, fns, 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"\[N, obs_dim\]"):
+        selection_starts(starts[0], fns, 4, np.random.default_rng(0))
+
+
+def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_and_restores_the_deployed_actor(
+        tmp_path: Path) -> None:
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    out = tmp_path / "svc"
+    # real episodes in the trainer's store, recorded by the real recorder on the laggy profile
+    subprocess.run([sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--reality", "laggy",
+                    "--policy", "random", "--episodes", "3", "--out", str(out / "store" / "robot0")],
+                   check=True, cwd=ROOT, capture_output=True)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        final_selection="model", selection_starts=32)
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    assert len(episode_starts(out / "store", len(svc.obs_names))) == 3
+    sim_version = svc.learner.policy_version
+    assert (out / "policies" / f"actor_v{sim_version}.pt").is_file()  # the simulation actor is a candidate
+    actor = svc.learner.agent.actor
+    deployed = {k: v.clone() for k, v in actor.state_dict().items()}
+    assert svc._passes_validation()  # the deployed actor itself: as good as itself
+    with torch.no_grad():  # a broken update: every weight zero, the same action whatever the target
+        for p in actor.parameters():
+            p.zero_()
+    assert not svc._passes_validation()
+    for k, v in actor.state_dict().items():
+        assert torch.equal(v, deployed[k]), k  # back to the deployed weights
+    rows = (out / "validation.csv").read_text().splitlines()
+    assert rows[0].startswith("round,") and rows[-1].split(",")[6] == "0" and rows[1].split(",")[6] == "1"
