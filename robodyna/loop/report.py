@@ -135,6 +135,11 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     reasons: dict[str, int] = {}
     for r in refresh:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    validation = _rows(td / "validation.csv")
+    kept_off = sum(r["pushed"] == "0" for r in validation)
+    validated = (f"Validated pushes: the model predicted {kept_off} of {len(validation)} rounds' policies worse than "
+                 "the deployed one; those were not pushed (`trainer/validation.csv`)." if validation else
+                 "Every round's policy was pushed (no `push_validation`).")
     lines = [
         f"# Loop report: {cfg.name}", "",
         f"Robot `{cfg.robot}`, \"real\" robot = reality profile `{ev['reality']}`; real-step budget "
@@ -153,7 +158,7 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         "## Real robot during the loop", "",
         f"Real steps learnt from: {summary.get('real_steps')}; rounds: {summary.get('rounds')}; "
         f"policy versions pushed: {summary.get('sim_policy_version')} -> {summary.get('policy_version')}; "
-        f"learner counters: `{json.dumps(summary.get('counters', {}))}`.", "",
+        f"learner counters: `{json.dumps(summary.get('counters', {}))}`. {validated}", "",
         "![](plots/real_vs_steps.png)", "",
         "## Model error and drift signals", "",
         f"Refresh requests by trigger: `{json.dumps(reasons)}` (every decision: `trainer/refresh.csv`).", "",

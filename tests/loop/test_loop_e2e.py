@@ -102,6 +102,11 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     assert any(p.stat().st_size > 0 for p in (tmp_path / "run" / "trainer" / "tb").glob("events.out.tfevents.*"))
     report = (tmp_path / "run" / "report.md").read_text()
     assert "sim-only" in report and (tmp_path / "run" / "plots" / "drift_signals.png").stat().st_size > 1000
+    # the preset validates every round's policy in the model before it is pushed: one row per round, in the report
+    val = rows(tmp_path / "run" / "trainer" / "validation.csv")
+    assert len(val) >= 2 and {r["pushed"] for r in val} <= {"0", "1"}
+    off = sum(r["pushed"] == "0" for r in val)
+    assert f"predicted {off} of {len(val)} rounds' policies worse" in report
 
 
 def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: Path) -> None:
