@@ -99,3 +99,12 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
         assert torch.equal(v, deployed[k]), k  # back to the deployed weights
     rows = (out / "validation.csv").read_text().splitlines()
     assert rows[0].startswith("round,") and rows[-1].split(",")[6] == "0" and rows[1].split(",")[6] == "1"
+
+
+@pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
+                                       ("selection_starts", "0")])
+def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
+    from robodyna.loop.config import load_loop_config
+
+    with pytest.raises(ValueError, match=rf"trainer\.{key}"):
+        load_loop_config("reacher2", [f"trainer.{key}={value}"])
