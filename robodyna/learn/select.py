@@ -1,10 +1,11 @@
 """Choose among policies by their return in the learned model (model-based policy validation).
 
 SAC's iterates do not improve monotonically: on laggy reacher2 one fine-tuning run's real success went 45 % →
-53 % → 29 % → 40 % over its pushed versions, and the model-predicted return of the same versions followed it
-(rank correlation 0.7-0.8 with the real final distance). Scoring candidate policies in the ensemble before one
-is deployed is the policy validation of ME-TRPO (Kurutach et al. 2018, §4.3: stop when the policy no longer
-improves on the models), here applied to the choice of the final adapted policy among the versions a run pushed.
+53 % → 29 % → 40 % over its pushed versions; the final model's predicted return of the same versions rose and fell
+with it, and its predicted final distance ranked them as the robot did (rank correlation 0.7-0.8). Scoring a
+candidate policy in the ensemble before it is deployed is the policy validation of ME-TRPO (Kurutach et al. 2018,
+§4.3: stop when the policy no longer improves on the models); the trainer uses it to keep a round's policy the
+model predicts worse than the deployed one off the robot, and optionally to choose the final adapted policy.
 
 The scores are pure functions of the model, the start states, the policies and an explicit seed: every policy is
 rolled out from the same starts with the same random numbers (common random numbers), so the differences between
