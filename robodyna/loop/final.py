@@ -9,6 +9,8 @@ pushed as the next version.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,24 @@ import torch
 
 from robodyna.learn.learner import Learner
 from robodyna.learn.select import model_returns, selection_starts
+
+
+def averaged_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of same-shaped state dicts (a copy; one dict: a detached copy of it)."""
+    return {k: torch.stack([st[k].detach().float() for st in states]).mean(0).to(states[0][k].dtype)
+            for k in states[0]}
+
+
+@contextmanager
+def actor_restored(learner: Learner) -> Iterator[dict[str, torch.Tensor]]:
+    """Yields a copy of the learner's actor weights and puts them back on exit: other weights (candidates, an
+    average) can be loaded inside to score or export them while training goes on from the last iterate."""
+    actor = learner.agent.actor
+    latest = averaged_state([actor.state_dict()])
+    try:
+        yield latest
+    finally:
+        actor.load_state_dict(latest)
 
 
 def actor_candidates(policies_dir: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
@@ -45,8 +65,8 @@ def score_actors(
     horizon: int,
 ) -> np.ndarray:
     """Model-predicted return of each actor state (:func:`robodyna.learn.select.model_returns`, the learner's own
-    policy filter applied, common random numbers seeded by the learner's real-step count). Loads each state into
-    ``learner.agent.actor`` in turn: the caller restores it."""
+    policy filter applied, common random numbers seeded by the learner's real-step count). The learner's actor is
+    left as it was."""
     if learner.model is None:
         raise ValueError("scoring policies in the model needs a learner with a dynamics model")
     rng = np.random.default_rng(learner.n_real)
@@ -59,5 +79,6 @@ def score_actors(
             return learner.agent.act(obs, deterministic=True)
         return act
 
-    return model_returns(learner.model, task_fns, x0, [policy(st) for st in states], horizon,
-                         seed=int(rng.integers(2**31 - 1)), constrain=learner.cfg.rollout_constraints)
+    with actor_restored(learner):
+        return model_returns(learner.model, task_fns, x0, [policy(st) for st in states], horizon,
+                             seed=int(rng.integers(2**31 - 1)), constrain=learner.cfg.rollout_constraints)

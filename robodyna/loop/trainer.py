@@ -42,7 +42,7 @@ from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_e
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
 from robodyna.learn.rollouts import branched_rollout
-from robodyna.loop.final import actor_candidates, episode_starts, score_actors
+from robodyna.loop.final import actor_candidates, actor_restored, averaged_state, episode_starts, score_actors
 from robodyna.loop.refresh import RefreshConfig, RefreshScheduler, model_error_ratio, policy_age, return_gap
 
 log = logging.getLogger(__name__)
@@ -400,10 +400,10 @@ class TrainerService:
     def export_and_push(self, reason: str) -> int:
         lr = self.learner
         path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
-        n = self.cfg.final_average_versions
-        if n:
-            self.recent_actors = [*self.recent_actors, averaged_state([lr.agent.actor.state_dict()])][-(n + 1):]
         self._keep_actor(lr.policy_version)
+        n = self.cfg.final_average_versions
+        if n and self.deployed_actor is not None:
+            self.recent_actors = [*self.recent_actors, self.deployed_actor][-(n + 1):]
         self._push(path, reason)
         return lr.policy_version
 
@@ -426,20 +426,16 @@ class TrainerService:
         starts = episode_starts(self.out / "store", len(self.obs_names))
         if len(starts) == 0:
             return True
-        actor = lr.agent.actor
-        latest = averaged_state([actor.state_dict()])
-        try:
-            new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts,
-                                    self.cfg.selection_starts, self.episode_steps)
-        finally:
-            actor.load_state_dict(latest)
+        latest = averaged_state([lr.agent.actor.state_dict()])
+        new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts, self.cfg.selection_starts,
+                                self.episode_steps)
         ok = bool(new >= old)
         _append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
                                                   "candidate_return": float(new), "deployed_return": float(old),
                                                   "pushed": int(ok), "wall_s": time.time()})
         if not ok:
-            actor.load_state_dict(self.deployed_actor)
+            lr.agent.actor.load_state_dict(self.deployed_actor)
             log.info("round %d: the model predicts the new policy worse than v%d (%.3g < %.3g): not pushed, actor "
                      "back to v%d", self.round, self.pushed_version, new, old, self.pushed_version)
         return ok
@@ -459,20 +455,16 @@ class TrainerService:
             log.warning("final selection: %d candidate(s), %d real episode starts: pushing the average instead",
                         len(cands), len(starts))
             return self.export_average_and_push()
-        actor = lr.agent.actor
-        latest = averaged_state([actor.state_dict()])
-        try:
-            scores = score_actors(lr, self.task_fns, [st for _, st in cands], starts, self.cfg.selection_starts,
-                                  self.episode_steps)
-            best = int(np.argmax(scores))
-            for (name, _), sc in zip(cands, scores):
-                _append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
-                                                         "chosen": int(name == cands[best][0]),
-                                                         "starts": self.cfg.selection_starts, "wall_s": time.time()})
-            actor.load_state_dict(cands[best][1])
+        scores = score_actors(lr, self.task_fns, [st for _, st in cands], starts, self.cfg.selection_starts,
+                              self.episode_steps)
+        best = int(np.argmax(scores))
+        for (name, _), sc in zip(cands, scores):
+            _append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
+                                                     "chosen": int(name == cands[best][0]),
+                                                     "starts": self.cfg.selection_starts, "wall_s": time.time()})
+        with actor_restored(lr):  # training state stays the last iterate
+            lr.agent.actor.load_state_dict(cands[best][1])
             path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
-        finally:
-            actor.load_state_dict(latest)  # training state stays the last iterate
         self._push(path, f"selected {cands[best][0]} (model return {scores[best]:.3g}, max over {len(cands)})")
         return lr.policy_version
 
@@ -482,13 +474,9 @@ class TrainerService:
         lr, actors = self.learner, self.recent_actors
         if len(actors) < 2:
             return None
-        actor = lr.agent.actor
-        latest = averaged_state([actor.state_dict()])
-        actor.load_state_dict(averaged_state(actors))
-        try:
+        with actor_restored(lr):  # training state stays the last iterate
+            lr.agent.actor.load_state_dict(averaged_state(actors))
             path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
-        finally:
-            actor.load_state_dict(latest)  # training state stays the last iterate
         self._push(path, f"average of v{lr.policy_version - len(actors)}-v{lr.policy_version - 1}")
         return lr.policy_version
 
@@ -652,8 +640,3 @@ def read_service_checkpoint(path: str | Path) -> dict[str, Any]:
     """The service's saved state (tests, reports)."""
     return read_checkpoint(path)
 
-
-def averaged_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of same-shaped state dicts (a copy; one dict: a detached copy of it)."""
-    return {k: torch.stack([st[k].detach().float() for st in states]).mean(0).to(states[0][k].dtype)
-            for k in states[0]}

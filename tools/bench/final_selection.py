@@ -3,9 +3,9 @@
 For each run directory (``robodyna loop`` or ``tools/bench/sim2real.py`` output) it loads the trainer's final
 learner, scores every pushed ONNX version (behind the learner's safety filter) in the final model as
 ``trainer.final_selection: model`` does (:mod:`robodyna.learn.select`: one episode from real episode starts with
-fresh goals, common random numbers),
-and evaluates the model's choice and the run's adapted policy (its last version) on the run's "real" robot, behind
-the safety filter, on the run's evaluation targets. Prints both and their difference, writes JSON.
+fresh goals, common random numbers), and evaluates the model's choice and the run's adapted policy (its last
+version) on the run's "real" robot, behind the safety filter, on the run's evaluation targets. Prints both and
+their difference, writes JSON.
 
     tools/bench/final_selection.py RUN_DIR [RUN_DIR ...] --out results.json
 """
