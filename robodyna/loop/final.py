@@ -4,7 +4,8 @@
 simulation policy and of every pushed version (``policies/actor_vN.pt``, kept as they are pushed, so a restarted
 trainer still has them) plus the averaged actor; each is rolled out for one episode in the final model from real
 episode starts with fresh goals (:mod:`robodyna.learn.select`), and the one with the highest predicted return is
-pushed as the next version.
+pushed as the next version. ``final_selection: window`` scores the averages of the last k pushed versions
+instead (:func:`window_candidates`): how many versions to average, chosen by the model.
 """
 
 from __future__ import annotations
@@ -43,6 +44,31 @@ def actor_candidates(policies_dir: Path) -> list[tuple[str, dict[str, torch.Tens
     """``[(vN, actor state)]`` of every ``actor_vN.pt`` in ``policies_dir``, by version."""
     files = sorted(Path(policies_dir).glob("actor_v*.pt"), key=lambda p: int(p.stem[len("actor_v"):]))
     return [(f"v{f.stem[len('actor_v'):]}", torch.load(f, weights_only=True)) for f in files]
+
+
+def window_candidates(
+    versions: list[tuple[str, dict[str, torch.Tensor]]],
+) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """``trainer.final_selection: window``: the averages of the last k of ``versions`` (``[(vN, actor state)]`` in
+    push order), k = 1 (the last one as is) to all of them, named by the versions they average."""
+    if not versions:
+        return []
+    last = versions[-1][0]
+    return [(last if k == 1 else f"average of {versions[-k][0]}-{last}",
+             averaged_state([st for _, st in versions[-k:]])) for k in range(1, len(versions) + 1)]
+
+
+def final_candidates(
+    mode: str, policies_dir: Path, recent: list[dict[str, torch.Tensor]], version: int,
+) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """The adapted policy's candidates: ``model``: every pushed version plus the average of the ``recent`` actors
+    (the last of them pushed as ``version``); ``window``: :func:`window_candidates` of every pushed version."""
+    cands = actor_candidates(policies_dir)
+    if mode == "window":
+        return window_candidates(cands)
+    if len(recent) >= 2:
+        cands.append((f"average of v{version - len(recent) + 1}-v{version}", averaged_state(recent)))
+    return cands
 
 
 def episode_starts(store_root: Path, obs_dim: int) -> np.ndarray:

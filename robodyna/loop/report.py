@@ -140,6 +140,10 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     validated = (f"Validated pushes: the model predicted {kept_off} of {len(validation)} rounds' policies worse than "
                  "the deployed one; those were not pushed (`trainer/validation.csv`)." if validation else
                  "Every round's policy was pushed (no `push_validation`).")
+    pushed = _rows(td / "policies.csv")
+    made = (f" The adapted policy (v{pushed[-1]['version']}): {pushed[-1]['reason']} (`trainer/policies.csv`"
+            + (", every candidate's model return in `trainer/selection.csv`)." if (td / "selection.csv").is_file()
+               else ").")) if pushed else ""
     lines = [
         f"# Loop report: {cfg.name}", "",
         f"Robot `{cfg.robot}`, \"real\" robot = reality profile `{ev['reality']}`; real-step budget "
@@ -158,7 +162,7 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         "## Real robot during the loop", "",
         f"Real steps learnt from: {summary.get('real_steps')}; rounds: {summary.get('rounds')}; "
         f"policy versions pushed: {summary.get('sim_policy_version')} -> {summary.get('policy_version')}; "
-        f"learner counters: `{json.dumps(summary.get('counters', {}))}`. {validated}", "",
+        f"learner counters: `{json.dumps(summary.get('counters', {}))}`. {validated}{made}", "",
         "![](plots/real_vs_steps.png)", "",
         "## Model error and drift signals", "",
         f"Refresh requests by trigger: `{json.dumps(reasons)}` (every decision: `trainer/refresh.csv`).", "",

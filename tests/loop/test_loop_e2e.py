@@ -81,18 +81,27 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     pushed = rows(tmp_path / "run" / "trainer" / "policies.csv")
     assert all(int(r["updates"]) == 0 for r in pushed if int(r["real_steps"]) < 200), pushed
     assert any(int(r["updates"]) > 0 for r in pushed), pushed
-    # the adapted policy (pushed last) averages the actor weights of the final iterate and the versions before it
-    first, last = (int(v) for v in pushed[-1]["reason"].removeprefix("average of v").split("-v"))
-    assert pushed[-2]["reason"] == "final" and last == int(pushed[-2]["version"]) == int(pushed[-1]["version"]) - 1
-    # final_average_versions (4) before the final one, of those the service pushed (the sim-only one is not)
-    assert first == max(last - 4, int(pushed[0]["version"])), pushed
+    # the adapted policy (pushed last) averages the actor weights of the last k pushed versions, the final iterate
+    # included, k chosen by the model (final_selection: window): every window is a row of selection.csv
+    assert pushed[-2]["reason"] == "final" and int(pushed[-1]["version"]) == int(pushed[-2]["version"]) + 1
+    sel = rows(tmp_path / "run" / "trainer" / "selection.csv")
+    final, sim = int(pushed[-2]["version"]), res["summary"]["sim_policy_version"]
+    assert len(sel) == final - sim + 1 and sum(r["chosen"] == "1" for r in sel) == 1, sel
+    chosen = next(r for r in sel if r["chosen"] == "1")
+    assert float(chosen["model_return"]) == max(float(r["model_return"]) for r in sel)
+    assert pushed[-1]["reason"].startswith(f"selected {chosen['candidate']} (model return")
+    name = chosen["candidate"].removeprefix("average of ")
+    first, last = (int(v) for v in name.removeprefix("v").split("-v")) if "-" in name else (final, final)
+    assert last == final and sim <= first <= final, chosen
     pol = tmp_path / "run" / "trainer" / "policies"
-    averaged = onnx_weights(pol / f"policy_v{last + 1}.onnx")
-    parts = [onnx_weights(pol / f"policy_v{v}.onnx") for v in range(first, last + 1)]
+    actor = lambda v: {k: w for k, w in onnx_weights(pol / f"policy_v{v}.onnx").items()  # noqa: E731
+                       if k.startswith("actor.")}
+    averaged, parts = actor(final + 1), [actor(v) for v in range(first, final + 1)]
     assert averaged.keys() == parts[0].keys() and len(averaged) >= 4
     for k, w in averaged.items():
         np.testing.assert_allclose(w, np.mean([p[k] for p in parts], axis=0), rtol=1e-5, atol=1e-6, err_msg=k)
-    assert any(not np.allclose(w, parts[-1][k]) for k, w in averaged.items())  # not the final iterate itself
+    assert f"The adapted policy (v{final + 1}): selected {chosen['candidate']}" in \
+        (tmp_path / "run" / "report.md").read_text()
     # the service's metrics against real steps: metrics.csv and TensorBoard, one real/ row per real episode
     metrics = rows(tmp_path / "run" / "trainer" / "metrics.csv")
     keys = {r["key"] for r in metrics}
@@ -153,7 +162,8 @@ def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: 
 def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) -> None:
     rd = tmp_path / "run"
     c = cfg("reality=nominal", "inject.after_real_steps=200", "inject.reality=heavy", "trainer.real_step_budget=450",
-            "eval.episodes=2", "trainer.refresh.policy_age=100", "trainer.refresh.return_gap=100")
+            "eval.episodes=2", "trainer.refresh.policy_age=100", "trainer.refresh.return_gap=100",
+            "trainer.final_selection=average")
     LoopRun.create(c, rd).run()
     dec = rows(rd / "trainer" / "refresh.csv")
     change = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()
@@ -163,6 +173,18 @@ def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) 
     after = [d for d in dec if int(d["real_steps"]) > 200]
     assert not [d for d in before if d["reason"] == "model_error_ratio"], before
     assert [d for d in after if d["reason"] == "model_error_ratio"], after
+    # final_selection: average: the adapted policy averages the final iterate and the final_average_versions (4)
+    # versions pushed before it (the sim-only one is not among them)
+    pushed = rows(rd / "trainer" / "policies.csv")
+    first, last = (int(v) for v in pushed[-1]["reason"].removeprefix("average of v").split("-v"))
+    assert pushed[-2]["reason"] == "final" and last == int(pushed[-2]["version"]) == int(pushed[-1]["version"]) - 1
+    assert first == max(last - 4, int(pushed[0]["version"])), pushed
+    pol = rd / "trainer" / "policies"
+    averaged = onnx_weights(pol / f"policy_v{last + 1}.onnx")
+    parts = [onnx_weights(pol / f"policy_v{v}.onnx") for v in range(first, last + 1)]
+    for k, w in averaged.items():
+        np.testing.assert_allclose(w, np.mean([p[k] for p in parts], axis=0), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert any(not np.allclose(w, parts[-1][k]) for k, w in averaged.items())  # not the final iterate itself
 
 
 def _alive(pid: int) -> bool:
