@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robodyna.config import load_config
-from robodyna.loop.trainer import ServiceConfig
+from robodyna.loop.service_config import ServiceConfig
 from robodyna.paths import configs_root
 
 

@@ -26,9 +26,9 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,88 +43,12 @@ from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
 from robodyna.learn.rollouts import branched_rollout
 from robodyna.loop.final import actor_restored, averaged_state, episode_starts, final_candidates, score_actors
-from robodyna.loop.refresh import RefreshConfig, RefreshScheduler, model_error_ratio, policy_age, return_gap
+from robodyna.loop.refresh import RefreshScheduler, model_error_ratio, policy_age, return_gap
+from robodyna.loop.service_config import ServiceConfig
 
 log = logging.getLogger(__name__)
 
 SERVICE_STATE_VERSION = 1
-WarmStart = Literal["agent_model", "agent_model_buffer", "fresh"]
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """The trainer service's knobs (``trainer:`` of a loop config)."""
-
-    algo: str = "mbpo"  # algo preset (its robots.<robot> section applies) or YAML path
-    algo_overrides: list[str] = field(default_factory=list)  # --set style overrides of the algo config
-    warm_start: WarmStart = "agent_model"  # from the stage-1 checkpoint: agent+model, +its real buffer, or fresh
-    real_step_budget: int = 2000  # real transitions to learn from in total
-    update_chunk: int = 100  # SAC updates between two looks at the queue and the signals
-    export_every_updates: int = 0  # also export+push every N updates (0: once per round, before each refresh)
-    return_horizon: int = 0  # model-predicted return horizon for the return gap (0: the episode length)
-    refresh: RefreshConfig = field(default_factory=RefreshConfig)
-    robot_wait_s: float = 600.0  # give up when no robot connects within this long
-    # SAC updates wait until the model buffer holds a batch of rollouts branched by a model refit on this robot's
-    # data (MBPO §4: the policy learns from model rows plus real_ratio real ones). Without the wait, the first
-    # refit period's few hundred real rows alone get updates_per_step updates each and overfit the sim critic.
-    updates_wait_for_model: bool = True
-    num_threads: int = 1
-    tensorboard: bool = True  # also write the service's metrics (metrics.csv always) as TensorBoard under tb/
-    # The adapted policy (pushed last, once the budget is spent) has the actor weights averaged over the last N
-    # pushed policies and the final one (SWA: Izmailov et al. 2018, "Averaging Weights Leads to Wider Optima"):
-    # one SAC iterate swings by ~10 success points between neighbouring rounds, and the budget's end can fall on
-    # a bad one (laggy, 2000 real steps: final 52 %, the five versions before it 67-72 %). 0: the last iterate.
-    final_average_versions: int = 4
-    # The first N SAC updates after the warm start train the critics only (SAC.freeze_actor): the simulation
-    # critic first learns the real robot's values of the policy that collects the data; 0: off. Not in a preset:
-    # panda on laggy (seed 0, 3000 real steps) ended at 2.09 cm / 40 % with 5000 (1.99 cm / 46 % without); its
-    # policy, unchanged through the warm-up, fell to 12.99 cm / 19 % within the 2500 updates after it.
-    critic_warmup_updates: int = 0
-    # SAC's step size falls linearly from sac.lr at the first update to sac.lr x lr_final_frac at the budget's last
-    # one (updates_per_step x real_step_budget updates), so the adapted policy is not one large step's iterate
-    # (annealed step sizes, Robbins & Monro 1951; as in the linear decay of PPO's and SB3's schedules); null: constant.
-    lr_final_frac: float | None = None
-    # How the adapted policy (pushed once the budget is spent) is chosen. "average": the averaged actor above.
-    # "model": the candidate with the highest model-predicted return (robodyna/learn/select.py; ME-TRPO's policy
-    # validation, Kurutach et al. 2018 §4.3) among the simulation policy, every pushed version and that average,
-    # each rolled out for an episode in the final model from `selection_starts` real episode starts with fresh
-    # goals; a learner without a model falls back to "average". SAC's iterates do not improve monotonically: on
-    # laggy reacher2 one run's versions went 45 -> 53 -> 29 -> 40 % real success, and their model returns followed.
-    # "window": the average over the last k pushed versions (the final one included; k = 1: the final iterate,
-    # k = all: every version since the simulation policy) with the k whose averaged actor the model scores best
-    # (as above): how far back to average depends on the run (its pushes, its iterates), not on a fixed N. On 15
-    # finished validated runs (laggy reacher2 drift and fixed, six seeds each; panda, three) it ended closer than the
-    # fixed window of 5 on 12 and level on 3 (mean final distance: reacher2 1.07 -> 0.98 cm, success 81 -> 83 %;
-    # panda 0.58 -> 0.50 cm), hence the default; a learner without a model falls back to "average".
-    final_selection: Literal["average", "model", "window"] = "window"
-    selection_starts: int = 200
-    # "model": before a round's policy is pushed, the model scores it against the deployed one from the same real
-    # starts (as above); one it predicts to do worse is not pushed, and SAC's actor goes back to the deployed
-    # weights (ME-TRPO's policy validation, Kurutach et al. 2018 §4.3; validation.csv). "off": every round pushes.
-    # Measured on laggy reacher2 (six seeds: 91 % / 84 % of the gaps against 76 % / 72 %) and panda (three: 97 % / 59 %
-    # against 57 % / 32 %), hence the default; a learner without a model (SAC) pushes every round.
-    push_validation: Literal["off", "model"] = "model"
-
-    def __post_init__(self) -> None:
-        if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
-            raise ValueError(f"trainer.warm_start: agent_model, agent_model_buffer or fresh, got {self.warm_start!r}")
-        if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0:
-            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
-        if self.critic_warmup_updates < 0:
-            raise ValueError(f"trainer.critic_warmup_updates: >= 0, got {self.critic_warmup_updates}")
-        if self.lr_final_frac is not None and not 0 < self.lr_final_frac <= 1:
-            raise ValueError(f"trainer.lr_final_frac: the final step size's fraction of sac.lr, in (0, 1] (null: "
-                             f"constant), got {self.lr_final_frac}")
-        if self.push_validation not in ("off", "model"):
-            raise ValueError(f"trainer.push_validation: off or model, got {self.push_validation!r}")
-        if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:
-            raise ValueError(f"trainer.final_selection: average, model or window, got {self.final_selection!r}; "
-                             f"trainer.selection_starts >= 1, got {self.selection_starts}")
-        if self.final_average_versions < 0:
-            raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
-                             f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
-
-
 @dataclass
 class _Episode:
     version: int
@@ -536,6 +460,12 @@ class TrainerService:
                         cfg.export_every_updates and self.real_steps < cfg.real_step_budget:
                     self.export_and_push("every_updates")
                 cap = lr.updates_allowed <= lr.n_updates or not may
+                after = cfg.push_after_budget_every_updates
+                if after and did and self.real_steps >= cfg.real_step_budget and self.outstanding is None \
+                        and lr.n_updates - self.updates_at_export >= after:
+                    if self._passes_validation():
+                        self.export_and_push("after budget")
+                    self.updates_at_export = lr.n_updates
                 if self.real_steps >= cfg.real_step_budget and cap and self.outstanding is None:
                     self.export_and_push("final")
                     self.export_final_and_push()
