@@ -20,9 +20,6 @@ class ServiceConfig:
     real_step_budget: int = 2000  # real transitions to learn from in total
     update_chunk: int = 100  # SAC updates between two looks at the queue and the signals
     export_every_updates: int = 0  # also export+push every N updates (0: once per round, before each refresh)
-    # once the budget is spent, the updates the cap still allows go on with a push every N updates, validated as a
-    # round's (push_validation), so the adapted policy's window has versions from them (0: none before the final)
-    push_after_budget_every_updates: int = 0
     return_horizon: int = 0  # model-predicted return horizon for the return gap (0: the episode length)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     robot_wait_s: float = 600.0  # give up when no robot connects within this long
@@ -70,10 +67,8 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
             raise ValueError(f"trainer.warm_start: agent_model, agent_model_buffer or fresh, got {self.warm_start!r}")
-        if self.real_step_budget < 1 or self.update_chunk < 1 or min(self.export_every_updates,
-                                                                     self.push_after_budget_every_updates) < 0:
-            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates and "
-                             "push_after_budget_every_updates >= 0")
+        if self.real_step_budget < 1 or self.update_chunk < 1 or self.export_every_updates < 0:
+            raise ValueError("trainer: real_step_budget and update_chunk >= 1, export_every_updates >= 0")
         if self.critic_warmup_updates < 0:
             raise ValueError(f"trainer.critic_warmup_updates: >= 0, got {self.critic_warmup_updates}")
         if self.lr_final_frac is not None and not 0 < self.lr_final_frac <= 1:

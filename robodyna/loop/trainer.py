@@ -460,12 +460,6 @@ class TrainerService:
                         cfg.export_every_updates and self.real_steps < cfg.real_step_budget:
                     self.export_and_push("every_updates")
                 cap = lr.updates_allowed <= lr.n_updates or not may
-                after = cfg.push_after_budget_every_updates
-                if after and did and self.real_steps >= cfg.real_step_budget and self.outstanding is None \
-                        and lr.n_updates - self.updates_at_export >= after:
-                    if self._passes_validation():
-                        self.export_and_push("after budget")
-                    self.updates_at_export = lr.n_updates
                 if self.real_steps >= cfg.real_step_budget and cap and self.outstanding is None:
                     self.export_and_push("final")
                     self.export_final_and_push()
