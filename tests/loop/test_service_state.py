@@ -161,3 +161,18 @@ def test_an_lr_final_frac_outside_zero_one_is_refused_naming_the_key(bad: str) -
 
     with pytest.raises(ValueError, match=rf"trainer\.lr_final_frac.*got {bad}"):
         load_loop_config("reacher2", [f"trainer.lr_final_frac={bad}"])
+
+
+def test_a_loop_config_naming_no_algo_overrides_fine_tunes_behind_the_robots_filter(tmp_path: Path) -> None:
+    from robodyna.loop.config import load_loop_config
+
+    (tmp_path / "untuned.yaml").write_text("name: untuned\nrobot: reacher2\nreality: laggy\n")
+    cfg = load_loop_config(tmp_path / "untuned.yaml")
+    tuned = load_algo_config(cfg.trainer.algo, cfg.robot, cfg.trainer.algo_overrides)
+    scratch = load_algo_config(cfg.trainer.algo, cfg.robot, [])  # the preset for training from scratch
+    assert tuned.policy_filter and not scratch.policy_filter
+    assert tuned.sac.lr < scratch.sac.lr and tuned.real_ratio > scratch.real_ratio
+    # a config's own list replaces the default as a whole
+    own = load_loop_config(tmp_path / "untuned.yaml", ["trainer.algo_overrides=[real_ratio=0.2]"])
+    assert own.trainer.algo_overrides == ["real_ratio=0.2"]
+    assert not load_algo_config(own.trainer.algo, own.robot, own.trainer.algo_overrides).policy_filter
