@@ -59,16 +59,17 @@ def window_candidates(
 
 
 def final_candidates(
-    mode: str, policies_dir: Path, recent: list[dict[str, torch.Tensor]], version: int,
+    mode: str, versions: list[tuple[str, dict[str, torch.Tensor]]], recent: list[dict[str, torch.Tensor]],
+    version: int,
 ) -> list[tuple[str, dict[str, torch.Tensor]]]:
-    """The adapted policy's candidates: ``model``: every pushed version plus the average of the ``recent`` actors
-    (the last of them pushed as ``version``); ``window``: :func:`window_candidates` of every pushed version."""
-    cands = actor_candidates(policies_dir)
+    """The adapted policy's candidates from every pushed version (``[(vN, actor state)]`` in push order, e.g.
+    :func:`actor_candidates`): ``model``: those versions plus the average of the ``recent`` actors (the last of them
+    pushed as ``version``); ``window``: :func:`window_candidates` of them."""
     if mode == "window":
-        return window_candidates(cands)
+        return window_candidates(versions)
     if len(recent) >= 2:
-        cands.append((f"average of v{version - len(recent) + 1}-v{version}", averaged_state(recent)))
-    return cands
+        return [*versions, (f"average of v{version - len(recent) + 1}-v{version}", averaged_state(recent))]
+    return list(versions)
 
 
 def episode_starts(store_root: Path, obs_dim: int) -> np.ndarray:

@@ -42,7 +42,14 @@ from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_e
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
 from robodyna.learn.rollouts import branched_rollout
-from robodyna.loop.final import actor_restored, averaged_state, episode_starts, final_candidates, score_actors
+from robodyna.loop.final import (
+    actor_candidates,
+    actor_restored,
+    averaged_state,
+    episode_starts,
+    final_candidates,
+    score_actors,
+)
 from robodyna.loop.refresh import RefreshScheduler, model_error_ratio, policy_age, return_gap
 from robodyna.loop.service_config import ServiceConfig
 
@@ -376,7 +383,8 @@ class TrainerService:
         if not self._selecting():
             return self.export_average_and_push()
         lr = self.learner
-        cands = final_candidates(self.cfg.final_selection, self.out / "policies", self.recent_actors, lr.policy_version)
+        cands = final_candidates(self.cfg.final_selection, actor_candidates(self.out / "policies"), self.recent_actors,
+                                 lr.policy_version)
         starts = episode_starts(self.out / "store", len(self.obs_names))
         if len(cands) < 2 or len(starts) == 0:
             log.warning("final selection: %d candidate(s), %d real episode starts: pushing the average instead",

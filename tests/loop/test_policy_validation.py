@@ -111,7 +111,7 @@ def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: st
 
 
 def test_window_candidates_average_the_last_k_pushed_versions(tmp_path: Path) -> None:
-    from robodyna.loop.final import final_candidates, window_candidates
+    from robodyna.loop.final import actor_candidates, final_candidates, window_candidates
 
     g = torch.Generator().manual_seed(0)
     versions = [(f"v{v}", {"w": torch.randn(3, 2, generator=g), "b": torch.randn(2, generator=g)}) for v in (3, 4, 5)]
@@ -126,9 +126,9 @@ def test_window_candidates_average_the_last_k_pushed_versions(tmp_path: Path) ->
     for name, st in versions:  # the trainer's files: every pushed version's actor
         torch.save(st, tmp_path / f"actor_{name}.pt")
     torch.save(versions[0][1], tmp_path / "actor_v10.pt")  # by version number, not by file name
-    names = [n for n, _ in final_candidates("window", tmp_path, [], 10)]
+    names = [n for n, _ in final_candidates("window", actor_candidates(tmp_path), [], 10)]
     assert names == ["v10", "average of v5-v10", "average of v4-v10", "average of v3-v10"]
     recent = [versions[1][1], versions[2][1]]
-    model = final_candidates("model", tmp_path, recent, 5)
+    model = final_candidates("model", actor_candidates(tmp_path), recent, 5)
     assert [n for n, _ in model] == ["v3", "v4", "v5", "v10", "average of v4-v5"]
     torch.testing.assert_close(model[-1][1]["w"], (recent[0]["w"] + recent[1]["w"]) / 2)

@@ -68,11 +68,10 @@ def study(run: Path, mode: str, n_starts: int, eval_all: bool) -> dict[str, Any]
     pols = sorted((run / "trainer" / "policies").glob("policy_v*.onnx"), key=lambda p: int(p.stem.split("_v")[1]))
     last = pols[-1]  # the run's adapted policy; the versions before it are what its trainer pushed
     template = lr.agent.actor.state_dict()
-    with tempfile.TemporaryDirectory() as tmp:
+    versions = [(f"v{p.stem.split('_v')[1]}", onnx_actor_state(p, template)) for p in pols[:-1]]
+    cands = final_candidates(mode, versions, [], 0)
+    with tempfile.TemporaryDirectory() as tmp:  # the candidates exported for the robot
         d = Path(tmp)
-        for p in pols[:-1]:
-            torch.save(onnx_actor_state(p, template), d / f"actor_v{p.stem.split('_v')[1]}.pt")
-        cands = final_candidates(mode, d, [], 0)
         starts = episode_starts(run / "trainer" / "store", len(names))
         scores = score_actors(lr, fns, [s for _, s in cands], starts, n_starts, T)
         best = int(np.argmax(scores))
