@@ -72,6 +72,21 @@ def final_candidates(
     return list(versions)
 
 
+def opening_rows(episode_index: np.ndarray, previous: int | None = None) -> np.ndarray:
+    """Mask of the rows that open an episode: their episode index differs from the row before (``previous``: the
+    index of the last row that came before these, None when none did)."""
+    ep = np.asarray(episode_index)
+    if len(ep) == 0:
+        return np.zeros(0, bool)
+    return np.r_[previous is None or ep[0] != previous, ep[1:] != ep[:-1]]
+
+
+def finite_starts(parts: list[np.ndarray], obs_dim: int) -> np.ndarray:
+    """The concatenated episode starts without the rows holding a NaN or inf."""
+    obs = np.concatenate(parts) if parts else np.empty((0, obs_dim), np.float32)
+    return obs[np.isfinite(obs).all(axis=1)]
+
+
 def episode_starts(store_root: Path, obs_dim: int) -> np.ndarray:
     """The first observation of every real episode in a trainer's store (every robot's; finite rows only)."""
     from robodyna.data.store import EpisodeStore
@@ -81,10 +96,24 @@ def episode_starts(store_root: Path, obs_dim: int) -> np.ndarray:
     for d in sorted(p for p in root.iterdir() if (p / "meta.json").is_file()) if root.is_dir() else []:
         tr = EpisodeStore(d).read(check_finite=False)
         if len(tr):
-            first = np.r_[True, np.diff(tr.episode_index) != 0]
-            out.append(tr.batch.obs[first])
-    obs = np.concatenate(out) if out else np.empty((0, obs_dim), np.float32)
-    return obs[np.isfinite(obs).all(axis=1)]
+            out.append(tr.batch.obs[opening_rows(tr.episode_index)])
+    return finite_starts(out, obs_dim)
+
+
+def onnx_actor_state(path: Path, template: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The actor weights an exported policy holds (its initializers ``actor.<name>``), shaped as ``template``
+    (the learner's actor state); a file of another network is refused naming the weight that does not fit."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+    out = {}
+    for k, v in template.items():
+        init = inits.get(f"actor.{k}")
+        if init is None or tuple(init.dims) != tuple(v.shape):
+            raise ValueError(f"{path}: no actor weight actor.{k} of shape {tuple(v.shape)} (another network?)")
+        out[k] = torch.as_tensor(numpy_helper.to_array(init).copy(), dtype=v.dtype)
+    return out
 
 
 def score_actors(

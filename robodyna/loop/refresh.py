@@ -124,11 +124,15 @@ class RefreshScheduler:
     def record(self, row: dict[str, Any]) -> None:
         """Append one decision row (the signals, the updates, the reason) to the CSV and the in-memory log."""
         self.decisions.append(row)
-        if self.csv_path is None:
-            return
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        if self.csv_path is not None:
+            append_csv(self.csv_path, row)
+
+
+def append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to a CSV file, writing its header first when the file is new."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)

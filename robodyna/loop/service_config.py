@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from robodyna.loop.refresh import RefreshConfig
 
@@ -94,3 +95,20 @@ class ServiceConfig:
         if self.final_average_versions < 0:
             raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
                              f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")
+
+
+#: The network shapes a warm start must keep: the simulation checkpoint's, whatever the preset says today (a preset
+#: whose defaults changed after the checkpoint was made still warm-starts from it).
+WARM_START_SHAPES = ("sac.hidden", "sac.layers", "sac.critic_layer_norm", "ensemble.n_members",
+                     "ensemble.n_elites", "ensemble.hidden", "ensemble.layers", "model_inputs")
+
+
+def warm_start_shapes(cfg: dict[str, Any]) -> list[str]:
+    """``--set`` overrides that give a new learner the network shapes of a checkpoint's learner ``config``."""
+    out = []
+    for key in WARM_START_SHAPES:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        out.append(f"{key}={json.dumps(node)}")
+    return out

@@ -19,7 +19,6 @@ crash of either side loses no real data.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -46,16 +45,20 @@ from robodyna.loop.final import (
     actor_candidates,
     actor_restored,
     averaged_state,
-    episode_starts,
     final_candidates,
+    finite_starts,
+    onnx_actor_state,
+    opening_rows,
     score_actors,
 )
-from robodyna.loop.refresh import RefreshScheduler, model_error_ratio, policy_age, return_gap
-from robodyna.loop.service_config import ServiceConfig
+from robodyna.loop.refresh import RefreshScheduler, append_csv, model_error_ratio, policy_age, return_gap
+from robodyna.loop.service_config import ServiceConfig, warm_start_shapes
 
 log = logging.getLogger(__name__)
 
 SERVICE_STATE_VERSION = 1
+
+
 @dataclass
 class _Episode:
     version: int
@@ -64,23 +67,6 @@ class _Episode:
     success: float
     start: Batch
     steps: int
-
-
-#: The network shapes a warm start must keep: the simulation checkpoint's, whatever the preset says today (a preset
-#: whose defaults changed after the checkpoint was made still warm-starts from it).
-WARM_START_SHAPES = ("sac.hidden", "sac.layers", "sac.critic_layer_norm", "ensemble.n_members",
-                     "ensemble.n_elites", "ensemble.hidden", "ensemble.layers", "model_inputs")
-
-
-def warm_start_shapes(cfg: dict[str, Any]) -> list[str]:
-    """``--set`` overrides that give a new learner the network shapes of a checkpoint's learner ``config``."""
-    out = []
-    for key in WARM_START_SHAPES:
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        out.append(f"{key}={json.dumps(node)}")
-    return out
 
 
 class TrainerService:
@@ -142,6 +128,10 @@ class TrainerService:
         self.fitted_error = float("nan")
         self.last_new_error = float("nan")
         self.episodes: list[_Episode] = []
+        # the first observation of every real episode (the start states validation and final selection score
+        # from), kept as rows arrive instead of re-reading the store every round
+        self._starts: list[np.ndarray] = []
+        self._last_episode: dict[str, int] = {}  # per robot: the episode index of the last row seen
         self._partial: dict[str, list[Transitions]] = {}
         self.outstanding: dict[str, Any] | None = None  # the refresh request waiting for its data
         self.updates_at_export = 0
@@ -189,7 +179,7 @@ class TrainerService:
                         "real_steps": self.real_steps, "round": self.round, "fitted_error": self.fitted_error,
                         "updates_at_data": self.scheduler.updates_at_data, "sim_version": self._sim_version,
                         "sim_fits": self._sim_fits, "actor_frozen_until": self.learner.agent.actor_frozen_until,
-                        "updates_at_export": self.updates_at_export},
+                        "updates_at_export": self.updates_at_export, "pushed_version": self.pushed_version},
         })
 
     def _load(self, st: dict[str, Any], path: Path) -> None:
@@ -205,8 +195,37 @@ class TrainerService:
         self._sim_fits = int(sv.get("sim_fits", 0))
         self.learner.agent.freeze_actor(int(sv.get("actor_frozen_until", 0)) - self.learner.agent.n_updates)
         self.updates_at_export = int(sv["updates_at_export"])
+        self.pushed_version = int(sv.get("pushed_version", -1))
+        self._restore_deployed()
         log.info("resumed the trainer service at %d real steps, round %d, policy v%d", self.real_steps, self.round,
                  self.learner.policy_version)
+
+    def _restore_deployed(self) -> None:
+        """After a restart: the deployed policy's actor weights (what ``push_validation`` compares a new policy
+        with) and, for an averaged final policy, the last pushed ones, read back from the ONNX files pushed."""
+        lr = self.learner
+        on_disk = [int(f.stem[len("policy_v"):]) for f in (self.out / "policies").glob("policy_v*.onnx")]
+        if on_disk and max(on_disk) > max(self.pushed_version, lr.policy_version):
+            # exported (and pushed, it follows at once) after the last checkpoint: a crash in between. It counts as
+            # deployed, and no version number is used twice
+            log.warning("policy_v%d.onnx is newer than the checkpoint (v%d): taken as the deployed policy",
+                        max(on_disk), lr.policy_version)
+            self.pushed_version = lr.policy_version = max(on_disk)
+        version = self.pushed_version if self.pushed_version >= 0 else self._sim_version
+        template = lr.agent.actor.state_dict()
+
+        def actor(v: int) -> dict[str, torch.Tensor] | None:
+            path = self.out / "policies" / f"policy_v{v}.onnx"
+            return onnx_actor_state(path, template) if path.is_file() else None
+
+        self.deployed_actor = actor(version)
+        if self.deployed_actor is None:
+            log.warning("resumed without policies/policy_v%d.onnx: the next policy is pushed unvalidated", version)
+        if self.pushed_version >= 0:
+            n = self.cfg.final_average_versions
+            kept = [actor(v) for v in range(max(self._sim_version + 1, self.pushed_version - n),
+                                            self.pushed_version + 1)] if n else []
+            self.recent_actors = [a for a in kept if a is not None]
 
     def _catch_up(self) -> None:
         """Ingest rows the store holds beyond the checkpoint (persisted and acked before a crash)."""
@@ -218,6 +237,8 @@ class TrainerService:
         for d in sorted(p for p in root.iterdir() if (p / "meta.json").is_file()):
             tr = EpisodeStore(d).read(check_finite=False)
             have = self.ingested.get(d.name, 0)
+            if have:  # rows the checkpoint holds: their episode starts (the rows beyond go through _ingest)
+                self._note_starts(d.name, tr.episode_index[:have], tr.batch.obs[:have])
             if len(tr) > have:
                 log.info("robot %s: ingesting %d stored rows the checkpoint had not seen", d.name, len(tr) - have)
                 cols = tr.columns()
@@ -230,6 +251,7 @@ class TrainerService:
         if n == 0:
             return
         self.ingested[robot] = self.ingested.get(robot, 0) + n
+        self._note_starts(robot, tr.episode_index, tr.batch.obs)
         vers, counts = np.unique(tr.extras["policy_version"], return_counts=True)
         for v, c in zip(vers.tolist(), counts.tolist()):
             self.version_rows[int(v)] = self.version_rows.get(int(v), 0) + int(c)
@@ -246,6 +268,16 @@ class TrainerService:
         if lr.n_fits != fits or not np.isfinite(self.fitted_error):
             self._measure_fitted_error()
         self._episodes(robot, tr)
+
+    def _note_starts(self, robot: str, episode_index: np.ndarray, obs: np.ndarray) -> None:
+        first = opening_rows(episode_index, self._last_episode.get(robot))
+        if len(first):
+            self._starts.append(np.asarray(obs[first], np.float32))
+            self._last_episode[robot] = int(episode_index[-1])
+
+    def episode_starts(self) -> np.ndarray:
+        """The first observation of every real episode the service has (finite ones; every robot's)."""
+        return finite_starts(self._starts, len(self.obs_names))
 
     def _measure_fitted_error(self) -> None:
         """The model's validation error: the mean held-out one-step MSE of its elites from its last fit (raw units,
@@ -274,7 +306,7 @@ class TrainerService:
             row = _Episode(int(allr.extras["policy_version"][s]), float(b.reward[sl].sum()), dist,
                            float(self.task_fns.success(last)[0]), b.take(slice(s, s + 1)), e + 1 - s)
             self.episodes.append(row)
-            _append_csv(self.out / "real_episodes.csv", {
+            append_csv(self.out / "real_episodes.csv", {
                 "robot": robot, "episode": int(ep[s]), "policy_version": row.version, "return": row.ret,
                 "final_distance_m": row.final_distance_m, "success": row.success, "steps": row.steps,
                 "real_steps": self.real_steps, "round": self.round, "wall_s": time.time()})
@@ -313,7 +345,7 @@ class TrainerService:
         self.metrics.scalars(self.real_steps, {**{f"drift/{k}": v for k, v in sig.items()},
                                                "drift/new_error": self.last_new_error,
                                                "drift/fitted_error": self.fitted_error})
-        _append_csv(self.out / "signals.csv", {"real_steps": self.real_steps, "updates": lr.n_updates,
+        append_csv(self.out / "signals.csv", {"real_steps": self.real_steps, "updates": lr.n_updates,
                                                 "policy_version": lr.policy_version, **sig,
                                                 "new_error": self.last_new_error, "fitted_error": self.fitted_error,
                                                 "fits": lr.n_fits, "wall_s": time.time()})
@@ -360,14 +392,14 @@ class TrainerService:
         lr = self.learner
         if self.cfg.push_validation != "model" or lr.model is None or self.deployed_actor is None:
             return True
-        starts = episode_starts(self.out / "store", len(self.obs_names))
+        starts = self.episode_starts()
         if len(starts) == 0:
             return True
         latest = averaged_state([lr.agent.actor.state_dict()])
         new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts, self.cfg.selection_starts,
                                 self.episode_steps)
         ok = bool(new >= old)
-        _append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
+        append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
                                                   "candidate_return": float(new), "deployed_return": float(old),
                                                   "pushed": int(ok), "wall_s": time.time()})
@@ -385,7 +417,7 @@ class TrainerService:
         lr = self.learner
         cands = final_candidates(self.cfg.final_selection, actor_candidates(self.out / "policies"), self.recent_actors,
                                  lr.policy_version)
-        starts = episode_starts(self.out / "store", len(self.obs_names))
+        starts = self.episode_starts()
         if len(cands) < 2 or len(starts) == 0:
             log.warning("final selection: %d candidate(s), %d real episode starts: pushing the average instead",
                         len(cands), len(starts))
@@ -394,7 +426,7 @@ class TrainerService:
                               self.episode_steps)
         best = int(np.argmax(scores))
         for (name, _), sc in zip(cands, scores):
-            _append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
+            append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
                                                      "chosen": int(name == cands[best][0]),
                                                      "starts": self.cfg.selection_starts, "wall_s": time.time()})
         with actor_restored(lr):  # training state stays the last iterate
@@ -423,7 +455,7 @@ class TrainerService:
         self.pushed_version = lr.policy_version
         self.updates_at_export = lr.n_updates
         self.metrics.scalars(self.real_steps, {"policy/version": lr.policy_version, "policy/updates": lr.n_updates})
-        _append_csv(self.out / "policies.csv", {"version": lr.policy_version, "round": self.round,
+        append_csv(self.out / "policies.csv", {"version": lr.policy_version, "round": self.round,
                                                  "real_steps": self.real_steps, "updates": lr.n_updates,
                                                  "reason": reason, "wall_s": time.time()})
         log.info("pushed policy v%d (%s, %d real steps, %d updates)", lr.policy_version, reason, self.real_steps,
@@ -435,7 +467,7 @@ class TrainerService:
                 robot, v, ok, reason = self.server.policy_results.get_nowait()
             except queue.Empty:
                 return
-            _append_csv(self.out / "policy_results.csv", {"robot": robot, "version": v, "accepted": int(ok),
+            append_csv(self.out / "policy_results.csv", {"robot": robot, "version": v, "accepted": int(ok),
                                                           "reason": reason, "wall_s": time.time()})
 
     def _connected(self) -> list[str]:
@@ -560,15 +592,6 @@ def _split_episodes(b: Batch, episode_index: np.ndarray) -> list[Batch]:
     cuts = np.flatnonzero(np.diff(episode_index)) + 1
     bounds = [0, *cuts.tolist(), len(b)]
     return [b.take(slice(s, e)) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 
 def read_service_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.learn.select import model_returns, selection_starts
-from robodyna.loop.final import episode_starts
+from robodyna.loop.final import episode_starts, opening_rows
 from robodyna.loop.trainer import ServiceConfig, TrainerService, warm_start_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +99,61 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
         assert torch.equal(v, deployed[k]), k  # back to the deployed weights
     rows = (out / "validation.csv").read_text().splitlines()
     assert rows[0].startswith("round,") and rows[-1].split(",")[6] == "0" and rows[1].split(",")[6] == "1"
+
+
+def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_deployed(tmp_path: Path) -> None:
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    out = tmp_path / "svc"
+    subprocess.run([sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--reality", "laggy",
+                    "--policy", "random", "--episodes", "3", "--out", str(out / "store" / "robot0")],
+                   check=True, cwd=ROOT, capture_output=True)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        selection_starts=32, final_selection="average", final_average_versions=2)
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    stored = episode_starts(out / "store", len(svc.obs_names))
+    np.testing.assert_array_equal(svc.episode_starts(), stored)  # kept as rows arrive, as the store holds them
+    actor = svc.learner.agent.actor
+    pushed = []
+    for _ in range(4):  # four pushed versions, each a different actor
+        with torch.no_grad():
+            for prm in actor.parameters():
+                prm.add_(0.01 * torch.randn_like(prm))
+        svc.export_and_push("round")
+        pushed.append({k: v.clone() for k, v in actor.state_dict().items()})
+        if len(pushed) == 3:
+            svc._save()  # the fourth push is the last thing the trainer does before a crash: not checkpointed
+    resumed = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    assert resumed.pushed_version == svc.pushed_version == svc.learner.policy_version
+    np.testing.assert_array_equal(resumed.episode_starts(), stored)  # rebuilt from the store the checkpoint saw
+    assert resumed.deployed_actor is not None  # read back from the pushed ONNX
+    for k, v in pushed[-1].items():
+        assert torch.equal(resumed.deployed_actor[k], v), k
+    assert len(resumed.recent_actors) == 3  # the averaged final policy's versions are back too
+    for got, want in zip(resumed.recent_actors, pushed[1:]):
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    with torch.no_grad():  # a broken update after the restart is still kept off the robot
+        for prm in resumed.learner.agent.actor.parameters():
+            prm.zero_()
+    assert not resumed._passes_validation()
+    rows = (out / "validation.csv").read_text().splitlines()
+    assert rows[-1].split(",")[3] == str(svc.pushed_version)  # compared with the version deployed before it
+    resumed.export_and_push("round")  # no version number is used twice
+    assert resumed.learner.policy_version == svc.pushed_version + 1
+
+
+def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording() -> None:
+    ep = np.repeat(np.arange(7), [3, 1, 5, 2, 2, 4, 1])
+    whole = opening_rows(ep)
+    assert whole.sum() == 7 and whole[0]
+    for cuts in ([4], [1, 2, 9], [3, 8, 12, 17]):
+        parts, prev = [], None
+        for chunk in np.split(ep, cuts):
+            parts.append(opening_rows(chunk, prev))
+            prev = int(chunk[-1])
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert len(opening_rows(ep[:0], 3)) == 0
 
 
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),

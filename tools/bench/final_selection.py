@@ -22,32 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
-from onnx import numpy_helper
 
 from robodyna.learn.checkpoint import load_checkpoint
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.loop.config import load_loop_config
-from robodyna.loop.final import actor_restored, episode_starts, final_candidates, score_actors
+from robodyna.loop.final import (
+    actor_restored,
+    episode_starts,
+    final_candidates,
+    onnx_actor_state,
+    score_actors,
+)
 from robodyna.loop.run import evaluate_on_robot
 from robodyna.loop.trainer import warm_start_shapes
 
 log = logging.getLogger("final_selection")
-
-
-def onnx_actor_state(path: Path, template: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The actor weights an exported policy holds (initializers ``actor.<name>``), shaped as ``template``."""
-    inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
-    out = {}
-    for k, v in template.items():
-        init = inits.get(f"actor.{k}")
-        if init is None or tuple(init.dims) != tuple(v.shape):
-            raise ValueError(f"{path}: no actor weight actor.{k} of shape {tuple(v.shape)} (another network?)")
-        out[k] = torch.as_tensor(numpy_helper.to_array(init).copy(), dtype=v.dtype)
-    return out
 
 
 def study(run: Path, mode: str, n_starts: int, eval_all: bool) -> dict[str, Any]:
