@@ -212,20 +212,18 @@ class TrainerService:
                         max(on_disk), lr.policy_version)
             self.pushed_version = lr.policy_version = max(on_disk)
         version = self.pushed_version if self.pushed_version >= 0 else self._sim_version
+        n = self.cfg.final_average_versions
+        recent = range(max(self._sim_version + 1, self.pushed_version - n), self.pushed_version + 1) \
+            if self.pushed_version >= 0 and n else range(0)
         template = lr.agent.actor.state_dict()
-
-        def actor(v: int) -> dict[str, torch.Tensor] | None:
+        states = {}  # each version's file read once (the deployed one is the last of the recent ones)
+        for v in {*recent, version}:
             path = self.out / "policies" / f"policy_v{v}.onnx"
-            return onnx_actor_state(path, template) if path.is_file() else None
-
-        self.deployed_actor = actor(version)
+            states[v] = onnx_actor_state(path, template) if path.is_file() else None
+        self.deployed_actor = states[version]
         if self.deployed_actor is None:
             log.warning("resumed without policies/policy_v%d.onnx: the next policy is pushed unvalidated", version)
-        if self.pushed_version >= 0:
-            n = self.cfg.final_average_versions
-            kept = [actor(v) for v in range(max(self._sim_version + 1, self.pushed_version - n),
-                                            self.pushed_version + 1)] if n else []
-            self.recent_actors = [a for a in kept if a is not None]
+        self.recent_actors = [st for v in recent if (st := states[v]) is not None]
 
     def _catch_up(self) -> None:
         """Ingest rows the store holds beyond the checkpoint (persisted and acked before a crash)."""
@@ -589,8 +587,7 @@ class TrainerService:
 def _split_episodes(b: Batch, episode_index: np.ndarray) -> list[Batch]:
     if len(b) == 0:
         return []
-    cuts = np.flatnonzero(np.diff(episode_index)) + 1
-    bounds = [0, *cuts.tolist(), len(b)]
+    bounds = [*np.flatnonzero(opening_rows(episode_index)).tolist(), len(b)]
     return [b.take(slice(s, e)) for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
 
 

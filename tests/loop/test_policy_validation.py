@@ -72,16 +72,22 @@ def test_selection_starts_take_fresh_goals_and_refuse_bad_starts(sim_learner: tu
         selection_starts(starts[0], fns, 4, np.random.default_rng(0))
 
 
-def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_and_restores_the_deployed_actor(
-        tmp_path: Path) -> None:
+def _service_dir_with_recorded_episodes(tmp_path: Path) -> Path:
+    """Trainer keys in ``tmp_path/keys`` and a service directory whose store holds 3 real episodes, recorded by the
+    real recorder on the laggy profile."""
     from robodyna.transport.keys import generate_keys
 
     generate_keys(tmp_path / "keys", "trainer")
     out = tmp_path / "svc"
-    # real episodes in the trainer's store, recorded by the real recorder on the laggy profile
     subprocess.run([sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--reality", "laggy",
                     "--policy", "random", "--episodes", "3", "--out", str(out / "store" / "robot0")],
                    check=True, cwd=ROOT, capture_output=True)
+    return out
+
+
+def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_and_restores_the_deployed_actor(
+        tmp_path: Path) -> None:
+    out = _service_dir_with_recorded_episodes(tmp_path)
     cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
                         final_selection="model", selection_starts=32)
     svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
@@ -102,13 +108,7 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
 
 
 def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_deployed(tmp_path: Path) -> None:
-    from robodyna.transport.keys import generate_keys
-
-    generate_keys(tmp_path / "keys", "trainer")
-    out = tmp_path / "svc"
-    subprocess.run([sys.executable, "-m", "robodyna.cli.main", "record", "--robot", "reacher2", "--reality", "laggy",
-                    "--policy", "random", "--episodes", "3", "--out", str(out / "store" / "robot0")],
-                   check=True, cwd=ROOT, capture_output=True)
+    out = _service_dir_with_recorded_episodes(tmp_path)
     cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
                         selection_starts=32, final_selection="average", final_average_versions=2)
     svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)

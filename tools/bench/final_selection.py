@@ -37,7 +37,7 @@ from robodyna.loop.final import (
     score_actors,
 )
 from robodyna.loop.run import evaluate_on_robot
-from robodyna.loop.trainer import warm_start_shapes
+from robodyna.loop.service_config import warm_start_shapes
 
 log = logging.getLogger("final_selection")
 
