@@ -14,6 +14,13 @@ A refresh (N steps or episodes under the current policy) is requested when a sig
 after ``max_updates_without_data`` SAC updates without fresh data, or when the update-to-data cap leaves no
 update to do. ``mode: fixed`` is the baseline: a refresh every ``fixed_every_updates`` updates, signals
 measured and logged but not acted on. Every decision goes to a CSV row naming the signal that triggered it.
+
+What the signals do, measured (README, "Drift against the fixed schedule"): the policy version changes only at a
+push, so ``policy_age`` is constant within a round, and the mean age of a growing buffer only rises (a refresh adds
+a few episodes to many). After the first rounds it fires at every ``min_updates_between``: the drift schedule is
+then the model-error and return-gap signals' early refreshes (before the model has seen the profile) followed by a
+fixed spacing of ``min_updates_between``. Without the age signal (the other two alone) the loop ends worse on laggy
+reacher2; a fixed schedule at the same spacing ends level with drift.
 """
 
 from __future__ import annotations
