@@ -8,7 +8,10 @@ signals measure that (pure functions below), a :class:`RefreshScheduler` turns t
   error on the data it was fitted on (its validation level); > 1 means the robot went where the model is wrong;
 - ``policy_age``: how many policy versions old, on average, the real rows that rollouts start from are;
 - ``return_gap``: |model-predicted − real| return of the current policy over the same starts and horizon,
-  relative to the real return's scale.
+  relative to the real return's scale;
+- ``state_novelty``: how far from every real state the model takes the current policy, relative to how far it
+  takes the deployed one (same starts, same model, same random numbers). Unlike the policy age, a refresh resets
+  it: after a push the two policies are the same (1.0), and the refresh's data covers where the new one goes.
 
 A refresh (N steps or episodes under the current policy) is requested when a signal crosses its threshold, or
 after ``max_updates_without_data`` SAC updates without fresh data, or when the update-to-data cap leaves no
@@ -36,7 +39,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SIGNALS = ("model_error_ratio", "policy_age", "return_gap")
+SIGNALS = ("model_error_ratio", "state_novelty", "policy_age", "return_gap")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class RefreshConfig:
     model_error_ratio: float = 3.0  # newest-data one-step error / fitted-data one-step error
     policy_age: float = 3.0  # mean policy-version age of the real rows (versions)
     return_gap: float = 0.5  # |predicted - real| / max(1, |real|)
+    state_novelty: float = 1e6  # current / deployed policy's distance from the real states (default: logged only)
     max_updates_without_data: int = 2000  # a refresh after this many SAC updates without fresh data
     fixed_every_updates: int = 1000  # mode fixed: a refresh every N updates
     min_updates_between: int = 100  # no drift-triggered refresh sooner than this after fresh data
@@ -59,7 +63,8 @@ class RefreshConfig:
         for k in ("refresh_episodes", "max_updates_without_data", "fixed_every_updates"):
             if getattr(self, k) < 1:
                 raise ValueError(f"refresh.{k} must be >= 1")
-        if min(self.model_error_ratio, self.policy_age, self.return_gap) <= 0 or self.request_timeout_s <= 0:
+        thresholds = (self.model_error_ratio, self.policy_age, self.return_gap, self.state_novelty)
+        if min(thresholds) <= 0 or self.request_timeout_s <= 0:
             raise ValueError("refresh thresholds and request_timeout_s must be > 0")
 
 
@@ -84,6 +89,30 @@ def return_gap(predicted: float, real: float) -> float:
     if not np.isfinite(predicted) or not np.isfinite(real):
         return float("nan")
     return float(abs(predicted - real) / max(1.0, abs(real)))
+
+
+def nearest_distances(points: np.ndarray, data: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Euclidean distance from each row of ``points`` to its nearest row of ``data``."""
+    p, d = np.asarray(points, np.float64), np.asarray(data, np.float64)
+    dd = (d * d).sum(1)
+    out = [np.sqrt(np.maximum(((p[i:i + chunk] ** 2).sum(1)[:, None] - 2.0 * p[i:i + chunk] @ d.T + dd).min(1), 0.0))
+           for i in range(0, len(p), chunk)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def state_novelty(predicted: np.ndarray, reference: np.ndarray, real: np.ndarray) -> float:
+    """Median distance from the current policy's model-predicted states (``predicted``) to their nearest real state,
+    over the same for the deployed policy's (``reference``), in units of the real states' per-dimension std.
+    About 1: the policy still goes where the robot has been; NaN: unknown (no rows, or the reference on the data)."""
+    rows = [np.asarray(a, np.float64) for a in (predicted, reference, real)]
+    rows = [a[np.isfinite(a).all(1)] for a in rows]
+    if min(len(a) for a in rows) == 0:
+        return float("nan")
+    pred, ref, data = rows
+    scale = np.maximum(data.std(0), 1e-6)
+    num = float(np.median(nearest_distances(pred / scale, data / scale)))
+    den = float(np.median(nearest_distances(ref / scale, data / scale)))
+    return num / den if den > 0 else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------ scheduler

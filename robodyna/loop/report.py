@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from robodyna.learn.mbpo import format_eval
+from robodyna.loop.refresh import SIGNALS
 
 log = logging.getLogger(__name__)
 TIMING = ("rate_hz", "target_hz", "period_p50_us", "period_p99_us", "overhead_p99_us", "inference_p99_us",
@@ -104,15 +105,15 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     fig.savefig(plots / "model_error.png", dpi=90)
     plt.close(fig)
 
-    fig, ax = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-    thr = {"model_error_ratio": cfg.trainer.refresh.model_error_ratio, "policy_age": cfg.trainer.refresh.policy_age,
-           "return_gap": cfg.trainer.refresh.return_gap}
+    fig, ax = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
+    thr = {k: float(getattr(cfg.trainer.refresh, k)) for k in SIGNALS}
     for i, k in enumerate(thr):
         if sig:
             ax[i].plot(_col(sig, "updates"), _col(sig, k), ".-")
-            if k == "model_error_ratio":
+            if k in ("model_error_ratio", "state_novelty"):
                 ax[i].set_yscale("log")
-        ax[i].axhline(thr[k], color="r", ls="--", lw=1)
+        if thr[k] < 1e5:  # a threshold this high means the signal is only logged
+            ax[i].axhline(thr[k], color="r", ls="--", lw=1)
         ax[i].set_ylabel(k)
         for r in refresh:
             ax[i].axvline(float(r["updates"]), color="k" if r["reason"] == k else "0.8", lw=0.8)

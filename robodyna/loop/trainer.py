@@ -25,7 +25,6 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
-from robodyna.learn.rollouts import branched_rollout
+from robodyna.loop.drift import RealEpisode, measured_return_gap, measured_state_novelty
 from robodyna.loop.final import (
     actor_candidates,
     actor_restored,
@@ -51,22 +50,17 @@ from robodyna.loop.final import (
     opening_rows,
     score_actors,
 )
-from robodyna.loop.refresh import RefreshScheduler, append_csv, model_error_ratio, policy_age, return_gap
+from robodyna.loop.refresh import (
+    RefreshScheduler,
+    append_csv,
+    model_error_ratio,
+    policy_age,
+)
 from robodyna.loop.service_config import ServiceConfig, warm_start_shapes
 
 log = logging.getLogger(__name__)
 
 SERVICE_STATE_VERSION = 1
-
-
-@dataclass
-class _Episode:
-    version: int
-    ret: float
-    final_distance_m: float
-    success: float
-    start: Batch
-    steps: int
 
 
 class TrainerService:
@@ -127,7 +121,7 @@ class TrainerService:
         self.round = 0
         self.fitted_error = float("nan")
         self.last_new_error = float("nan")
-        self.episodes: list[_Episode] = []
+        self.episodes: list[RealEpisode] = []
         # the first observation of every real episode (the start states validation and final selection score
         # from), kept as rows arrive instead of re-reading the store every round
         self._starts: list[np.ndarray] = []
@@ -144,6 +138,7 @@ class TrainerService:
         self._sim_version = 0
         self._sim_fits = 0  # fits of the warm-start model; SAC waits for one more (a refit on this robot's data)
         self._sig_updates = -1
+        self._sig_cache: tuple[tuple[int, ...], dict[str, float]] | None = None
         self._fresh_error = True  # the next newest-data error starts a new maximum
         if saved is not None:
             self._load(saved, state_path)
@@ -301,7 +296,7 @@ class TrainerService:
                 continue
             last = b.next_obs[e: e + 1]
             dist = float(self.task_fns.distance(last)[0])
-            row = _Episode(int(allr.extras["policy_version"][s]), float(b.reward[sl].sum()), dist,
+            row = RealEpisode(int(allr.extras["policy_version"][s]), float(b.reward[sl].sum()), dist,
                            float(self.task_fns.success(last)[0]), b.take(slice(s, s + 1)), e + 1 - s)
             self.episodes.append(row)
             append_csv(self.out / "real_episodes.csv", {
@@ -333,8 +328,15 @@ class TrainerService:
         lr = self.learner
         vs = np.array(list(self.version_rows), np.int64)
         cs = np.array([self.version_rows[v] for v in self.version_rows], np.int64)
-        return {"model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
-                "policy_age": policy_age(vs, cs, lr.policy_version), "return_gap": self._return_gap()}
+        key = (lr.n_updates, lr.n_real, lr.n_fits, lr.policy_version, self.pushed_version, len(self.episodes))
+        h = self.cfg.return_horizon or self.episode_steps
+        if self._sig_cache is None or self._sig_cache[0] != key:  # rollouts: measured once per state of learning
+            self._sig_cache = (key, {
+                "model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
+                "state_novelty": measured_state_novelty(lr, self.task_fns, self.episodes, h, self.deployed_actor),
+                "policy_age": policy_age(vs, cs, lr.policy_version),
+                "return_gap": measured_return_gap(lr, self.task_fns, self.episodes, h)})
+        return dict(self._sig_cache[1])
 
     def _log_signals(self) -> None:
         lr = self.learner
@@ -347,21 +349,6 @@ class TrainerService:
                                                 "policy_version": lr.policy_version, **sig,
                                                 "new_error": self.last_new_error, "fitted_error": self.fitted_error,
                                                 "fits": lr.n_fits, "wall_s": time.time()})
-
-    def _return_gap(self) -> float:
-        """Model-predicted vs real return of the newest policy with real episodes, from those episodes' starts."""
-        lr = self.learner
-        if lr.model is None or not lr.model.fitted or not self.episodes:
-            return float("nan")
-        v = self.episodes[-1].version
-        eps = [e for e in self.episodes[-10:] if e.version == v]
-        h = self.cfg.return_horizon or self.episode_steps
-        start = Batch.concat([e.start for e in eps])
-        rng = np.random.default_rng(lr.n_real)
-        ro = branched_rollout(lr.model, start, h, self.task_fns, rng, constrain=lr.cfg.rollout_constraints,
-                              policy=lambda o, g: lr.agent.act(o, deterministic=True))
-        predicted = float(ro.reward.sum()) / len(eps)
-        return return_gap(predicted, float(np.mean([e.ret for e in eps])))
 
     # -- policies out ----------------------------------------------------------------------------------------
     def export_and_push(self, reason: str) -> int:

@@ -105,7 +105,8 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     # the service's metrics against real steps: metrics.csv and TensorBoard, one real/ row per real episode
     metrics = rows(tmp_path / "run" / "trainer" / "metrics.csv")
     keys = {r["key"] for r in metrics}
-    assert {"real/final_distance_m", "drift/model_error_ratio", "policy/version", "model/train_loss"} <= keys, keys
+    assert {"real/final_distance_m", "drift/model_error_ratio", "drift/state_novelty", "policy/version",
+            "model/train_loss"} <= keys, keys
     n_eps = len(rows(tmp_path / "run" / "trainer" / "real_episodes.csv"))
     assert sum(r["key"] == "real/return" for r in metrics) == n_eps > 0
     assert any(p.stat().st_size > 0 for p in (tmp_path / "run" / "trainer" / "tb").glob("events.out.tfevents.*"))

@@ -13,8 +13,10 @@ from robodyna.loop.refresh import (
     RefreshConfig,
     RefreshScheduler,
     model_error_ratio,
+    nearest_distances,
     policy_age,
     return_gap,
+    state_novelty,
 )
 
 NAN = float("nan")
@@ -29,16 +31,40 @@ def test_signals() -> None:
     assert return_gap(0.2, 0.0) == pytest.approx(0.2)  # relative to at least 1
 
 
+def test_nearest_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    p, d = rng.normal(size=(300, 4)), rng.normal(size=(200, 4))
+    brute = np.linalg.norm(p[:, None] - d[None], axis=2).min(1)
+    np.testing.assert_allclose(nearest_distances(p, d, chunk=7), brute, atol=1e-9)
+
+
+def test_state_novelty_grows_as_the_policy_leaves_the_real_states_and_resets_when_they_cover_it() -> None:
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(2000, 3))
+    deployed = real[:300] + rng.normal(scale=0.05, size=(300, 3))  # where the robot has been
+    assert state_novelty(deployed, deployed, real) == pytest.approx(1.0)
+    away = deployed + np.array([2.0, 0.0, 0.0])  # the current policy, in the model, goes elsewhere
+    assert state_novelty(away, deployed, real) > 3.0
+    assert state_novelty(deployed + np.array([0.2, 0.0, 0.0]), deployed, real) < state_novelty(away, deployed, real)
+    covered = np.concatenate([real, away + rng.normal(scale=0.05, size=away.shape)])  # a refresh went there
+    assert state_novelty(away, deployed, covered) < 2.0
+    assert state_novelty(away * 1000.0, deployed * 1000.0, real * 1000.0) == pytest.approx(
+        state_novelty(away, deployed, real))  # unit-free
+    assert math.isnan(state_novelty(np.full((3, 3), NAN), deployed, real))  # no finite rows: unknown
+    assert math.isnan(state_novelty(real[:5], real[:5], real))  # the reference on the data: no scale
+
+
 def sig(**kw: float) -> dict[str, float]:
-    return {"model_error_ratio": NAN, "policy_age": NAN, "return_gap": NAN, **kw}
+    return {"model_error_ratio": NAN, "state_novelty": NAN, "policy_age": NAN, "return_gap": NAN, **kw}
 
 
 def test_each_signal_triggers_above_its_threshold_only(tmp_path: Path) -> None:
-    cfg = RefreshConfig(model_error_ratio=2.0, policy_age=3.0, return_gap=0.5, min_updates_between=10,
-                        max_updates_without_data=10_000)
+    cfg = RefreshConfig(model_error_ratio=2.0, policy_age=3.0, return_gap=0.5, state_novelty=1.5,
+                        min_updates_between=10, max_updates_without_data=10_000)
     s = RefreshScheduler(cfg, tmp_path / "refresh.csv")
-    assert not s.decide(100, sig(model_error_ratio=1.9, policy_age=2.0, return_gap=0.4), False).refresh
-    for name, v in (("model_error_ratio", 2.5), ("policy_age", 3.5), ("return_gap", 0.6)):
+    assert not s.decide(100, sig(model_error_ratio=1.9, policy_age=2.0, return_gap=0.4, state_novelty=1.4),
+                        False).refresh
+    for name, v in (("model_error_ratio", 2.5), ("policy_age", 3.5), ("return_gap", 0.6), ("state_novelty", 2.0)):
         d = s.decide(100, sig(**{name: v}), False)
         assert (d.refresh, d.reason, d.value) == (True, name, v)
     assert not s.decide(5, sig(model_error_ratio=9.0), False).refresh  # too soon after fresh data

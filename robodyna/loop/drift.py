@@ -1,0 +1,92 @@
+"""Drift signals that need the learned model: policies rolled out in it from recent real episode starts.
+
+The pure signal functions are in :mod:`robodyna.loop.refresh`; these produce their inputs. Each policy is rolled
+out with the same random numbers (seeded by the caller), so two policies differ only by what they do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from robodyna.data.batch import Batch
+from robodyna.learn.learner import Learner
+from robodyna.learn.rollouts import branched_rollout
+from robodyna.loop.final import actor_restored
+from robodyna.loop.refresh import return_gap, state_novelty
+
+
+def policy_rollouts(
+    learner: Learner, task_fns: Any, actors: list[dict[str, torch.Tensor] | None], start: Batch, horizon: int,
+    seed: int,
+) -> list[Batch]:
+    """One model rollout of ``horizon`` steps from ``start`` per actor state (None: the learner's current actor),
+    deterministic actions, common random numbers; the learner's actor is left as it was."""
+    if learner.model is None:
+        raise ValueError("policy rollouts need a learner with a dynamics model")
+    model, out = learner.model, []
+    with actor_restored(learner):
+        for st in actors:
+            if st is not None:
+                learner.agent.actor.load_state_dict(st)
+            out.append(branched_rollout(model, start, horizon, task_fns, np.random.default_rng(seed),
+                                        constrain=learner.cfg.rollout_constraints,
+                                        policy=lambda o, g: learner.agent.act(o, deterministic=True)))
+    return out
+
+
+def real_states(learner: Learner, max_rows: int, seed: int) -> np.ndarray:
+    """Up to ``max_rows`` of the real buffer's next states (a seeded sample when it holds more)."""
+    obs = learner.real.all().next_obs
+    if len(obs) > max_rows:
+        obs = obs[np.sort(np.random.default_rng(seed).choice(len(obs), max_rows, replace=False))]
+    return np.asarray(obs)
+
+
+@dataclass
+class RealEpisode:
+    """A complete real episode as the trainer scores it: the policy version that ran it, its return, final
+    distance and success, its first row, its length."""
+
+    version: int
+    ret: float
+    final_distance_m: float
+    success: float
+    start: Batch
+    steps: int
+
+
+def recent_starts(episodes: list[RealEpisode], n: int = 10) -> tuple[list[RealEpisode], Batch] | None:
+    """The newest policy's episodes among the last ``n`` and their first rows (None: no episode yet)."""
+    if not episodes:
+        return None
+    v = episodes[-1].version
+    eps = [e for e in episodes[-n:] if e.version == v]
+    return eps, Batch.concat([e.start for e in eps])
+
+
+def measured_return_gap(learner: Learner, task_fns: Any, episodes: list[RealEpisode], horizon: int) -> float:
+    """:func:`~robodyna.loop.refresh.return_gap` of the newest policy with real episodes: the model's return of the
+    current actor from those episodes' starts against their real return (NaN: no fitted model or no episode)."""
+    rec = recent_starts(episodes)
+    if rec is None or learner.model is None or not learner.model.fitted:
+        return float("nan")
+    eps, start = rec
+    (ro,) = policy_rollouts(learner, task_fns, [None], start, horizon, learner.n_real)
+    return return_gap(float(ro.reward.sum()) / len(eps), float(np.mean([e.ret for e in eps])))
+
+
+def measured_state_novelty(
+    learner: Learner, task_fns: Any, episodes: list[RealEpisode], horizon: int,
+    deployed: dict[str, torch.Tensor] | None,
+) -> float:
+    """:func:`~robodyna.loop.refresh.state_novelty` of the current actor against the ``deployed`` one, both rolled
+    out in the model from the newest policy's real episode starts (NaN: no fitted model, episode or deployed)."""
+    rec = recent_starts(episodes)
+    if rec is None or deployed is None or learner.model is None or not learner.model.fitted:
+        return float("nan")
+    cur, dep = policy_rollouts(learner, task_fns, [None, deployed], rec[1], horizon, learner.n_real)
+    return state_novelty(cur.next_obs, dep.next_obs, real_states(learner, 4096, learner.n_real))
