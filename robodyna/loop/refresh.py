@@ -25,6 +25,8 @@ a few episodes to many). After the first rounds it (or the return gap) fires at 
 then the model-error signal's early refreshes (before the model has seen the profile) followed by mostly a fixed
 spacing of ``min_updates_between``. Without the age signal (the other two alone) the loop ends worse on laggy
 reacher2; a fixed schedule at the same spacing ends level with drift.
+``state_novelty`` in place of the age (threshold 1.1) ended below drift and did not predict the model's error on the
+rows a refresh brought (README, "A signal a refresh resets"): its default threshold (1e6) only logs it.
 """
 
 from __future__ import annotations
