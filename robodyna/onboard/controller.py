@@ -608,10 +608,3 @@ class Controller:
         log.error("watchdog: %d consecutive faults (last: %s) on episode %d tick %d: episode stopped safely",
                   self.max_consecutive_faults, fault, self.episode_index, tick)
 
-
-def run_controller(robot: str, policy: str, record: str | None, episodes: int | None = None,
-                   steps: int | None = None, **kw: Any) -> dict[str, Any]:
-    """Build a :class:`Controller` and run it (``robodyna controller``); returns its final status."""
-    c = Controller(robot, policy, record, **kw)
-    return c.run(episodes=episodes, steps=steps)
-
