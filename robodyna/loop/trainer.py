@@ -330,13 +330,14 @@ class TrainerService:
         cs = np.array([self.version_rows[v] for v in self.version_rows], np.int64)
         key = (lr.n_updates, lr.n_real, lr.n_fits, lr.policy_version, self.pushed_version, len(self.episodes))
         h = self.cfg.return_horizon or self.episode_steps
-        if self._sig_cache is None or self._sig_cache[0] != key:  # rollouts: measured once per state of learning
+        if self._sig_cache is None or self._sig_cache[0] != key:  # model rollouts: once per state of learning
             self._sig_cache = (key, {
-                "model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
                 "state_novelty": measured_state_novelty(lr, self.task_fns, self.episodes, h, self.deployed_actor),
-                "policy_age": policy_age(vs, cs, lr.policy_version),
                 "return_gap": measured_return_gap(lr, self.task_fns, self.episodes, h)})
-        return dict(self._sig_cache[1])
+        rolled = self._sig_cache[1]
+        return {"model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
+                "state_novelty": rolled["state_novelty"], "policy_age": policy_age(vs, cs, lr.policy_version),
+                "return_gap": rolled["return_gap"]}
 
     def _log_signals(self) -> None:
         lr = self.learner
