@@ -68,25 +68,23 @@ def recent_starts(episodes: list[RealEpisode], n: int = 10) -> tuple[list[RealEp
     return eps, Batch.concat([e.start for e in eps])
 
 
-def measured_return_gap(learner: Learner, task_fns: Any, episodes: list[RealEpisode], horizon: int) -> float:
-    """:func:`~robodyna.loop.refresh.return_gap` of the newest policy with real episodes: the model's return of the
-    current actor from those episodes' starts against their real return (NaN: no fitted model or no episode)."""
-    rec = recent_starts(episodes)
-    if rec is None or learner.model is None or not learner.model.fitted:
-        return float("nan")
-    eps, start = rec
-    (ro,) = policy_rollouts(learner, task_fns, [None], start, horizon, learner.n_real)
-    return return_gap(float(ro.reward.sum()) / len(eps), float(np.mean([e.ret for e in eps])))
-
-
-def measured_state_novelty(
+def rollout_signals(
     learner: Learner, task_fns: Any, episodes: list[RealEpisode], horizon: int,
     deployed: dict[str, torch.Tensor] | None,
-) -> float:
-    """:func:`~robodyna.loop.refresh.state_novelty` of the current actor against the ``deployed`` one, both rolled
-    out in the model from the newest policy's real episode starts (NaN: no fitted model, episode or deployed)."""
+) -> dict[str, float]:
+    """The signals that roll policies out in the model, from the newest policy's real episode starts (one rollout
+    of the current actor serves both): ``return_gap`` (:func:`~robodyna.loop.refresh.return_gap`, the current
+    actor's model return against those episodes' real return) and ``state_novelty``
+    (:func:`~robodyna.loop.refresh.state_novelty`, the current actor against the ``deployed`` one). NaN: no fitted
+    model or no episode (and for the novelty, no deployed actor)."""
+    nan = float("nan")
     rec = recent_starts(episodes)
-    if rec is None or deployed is None or learner.model is None or not learner.model.fitted:
-        return float("nan")
-    cur, dep = policy_rollouts(learner, task_fns, [None, deployed], rec[1], horizon, learner.n_real)
-    return state_novelty(cur.next_obs, dep.next_obs, real_states(learner, 4096, learner.n_real))
+    if rec is None or learner.model is None or not learner.model.fitted:
+        return {"return_gap": nan, "state_novelty": nan}
+    eps, start = rec
+    actors: list[dict[str, torch.Tensor] | None] = [None] if deployed is None else [None, deployed]
+    ro = policy_rollouts(learner, task_fns, actors, start, horizon, learner.n_real)
+    gap = return_gap(float(ro[0].reward.sum()) / len(eps), float(np.mean([e.ret for e in eps])))
+    novelty = nan if deployed is None else state_novelty(ro[0].next_obs, ro[1].next_obs,
+                                                         real_states(learner, 4096, learner.n_real))
+    return {"return_gap": gap, "state_novelty": novelty}

@@ -39,7 +39,7 @@ from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
-from robodyna.loop.drift import RealEpisode, measured_return_gap, measured_state_novelty
+from robodyna.loop.drift import RealEpisode, rollout_signals
 from robodyna.loop.final import (
     actor_candidates,
     actor_restored,
@@ -331,9 +331,7 @@ class TrainerService:
         key = (lr.n_updates, lr.n_real, lr.n_fits, lr.policy_version, self.pushed_version, len(self.episodes))
         h = self.cfg.return_horizon or self.episode_steps
         if self._sig_cache is None or self._sig_cache[0] != key:  # model rollouts: once per state of learning
-            self._sig_cache = (key, {
-                "state_novelty": measured_state_novelty(lr, self.task_fns, self.episodes, h, self.deployed_actor),
-                "return_gap": measured_return_gap(lr, self.task_fns, self.episodes, h)})
+            self._sig_cache = (key, rollout_signals(lr, self.task_fns, self.episodes, h, self.deployed_actor))
         rolled = self._sig_cache[1]
         return {"model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
                 "state_novelty": rolled["state_novelty"], "policy_age": policy_age(vs, cs, lr.policy_version),
