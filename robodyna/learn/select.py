@@ -42,6 +42,51 @@ def selection_starts(
     return np.asarray(out, np.float32)
 
 
+#: What a policy is scored by in the model: ``return``, the mean predicted return over the horizon; ``final_distance``
+#: (reach tasks, ``task_fns.distance``), minus the mean predicted end-effector-to-target distance after the last
+#: step: the precision reach is scored by, which the return, summed over the whole approach, hides.
+SCORES = ("return", "final_distance")
+
+
+def model_scores(
+    model: DynamicsModel,
+    task_fns: Any,
+    starts: np.ndarray,
+    policies: Sequence[Policy],
+    horizon: int,
+    seed: int,
+    reps: int = 2,
+    constrain: bool = True,
+) -> dict[str, np.ndarray]:
+    """Every :data:`SCORES` entry the task supports (``{score: [len(policies)]}``, higher better) from the same
+    model rollouts: each repetition ``r`` draws the model's members and noise from ``seed + r`` for every policy
+    alike. A start whose rollout goes non-finite counts at the mean of the others for ``final_distance``."""
+    if horizon < 1 or reps < 1:
+        raise ValueError(f"horizon and reps must be >= 1, got {horizon}, {reps}")
+    if not policies:
+        raise ValueError("selection needs at least one policy")
+    n = len(starts)
+    z = np.zeros(n, np.float32)
+    act_dim = int(np.asarray(policies[0](starts[:1])).shape[-1])
+    start = Batch.create(starts, np.zeros((n, act_dim), np.float32), z, starts, z.astype(bool), z.astype(bool))
+    distance = getattr(task_fns, "distance", None)
+    out = {k: np.zeros(len(policies)) for k in SCORES if k == "return" or distance is not None}
+    for i, pol in enumerate(policies):
+
+        def act(obs: np.ndarray, rng: np.random.Generator, p: Policy = pol) -> np.ndarray:
+            return p(obs)
+
+        for r in range(reps):
+            ro = branched_rollout(model, start, horizon, task_fns, np.random.default_rng(seed + r), policy=act,
+                                  constrain=constrain)
+            out["return"][i] += float(ro.reward.sum()) / n / reps
+            if distance is not None:
+                last = ro.next_obs[ro.truncated]
+                d = np.asarray(distance(last)) if len(last) else np.full(1, np.nan)
+                out["final_distance"][i] -= float(np.nanmean(d)) / reps if np.isfinite(d).any() else np.inf
+    return out
+
+
 def model_returns(
     model: DynamicsModel,
     task_fns: Any,
@@ -51,30 +96,13 @@ def model_returns(
     seed: int,
     reps: int = 2,
     constrain: bool = True,
+    score: str = "return",
 ) -> np.ndarray:
-    """Mean model-predicted return over ``horizon`` steps of each policy from ``starts`` (``[len(policies)]``).
-
-    Each repetition ``r`` draws the model's members and noise from ``seed + r`` for every policy alike.
-    """
-    if horizon < 1 or reps < 1:
-        raise ValueError(f"horizon and reps must be >= 1, got {horizon}, {reps}")
-    if not policies:
-        raise ValueError("selection needs at least one policy")
-    n = len(starts)
-    z = np.zeros(n, np.float32)
-    act_dim = int(np.asarray(policies[0](starts[:1])).shape[-1])
-    start = Batch.create(starts, np.zeros((n, act_dim), np.float32), z, starts, z.astype(bool), z.astype(bool))
-    out = np.empty(len(policies))
-    for i, pol in enumerate(policies):
-        total = 0.0
-
-        def act(obs: np.ndarray, rng: np.random.Generator, p: Policy = pol) -> np.ndarray:
-            return p(obs)
-
-        for r in range(reps):
-            ro = branched_rollout(model, start, horizon, task_fns, np.random.default_rng(seed + r), policy=act,
-                                  constrain=constrain)
-            total += float(ro.reward.sum()) / n
-        out[i] = total / reps
-    return out
-
+    """Each policy's :func:`model_scores` entry ``score`` (``[len(policies)]``): by default the mean
+    model-predicted return over ``horizon`` steps from ``starts``."""
+    if score not in SCORES:
+        raise ValueError(f"unknown selection score {score!r}; one of {', '.join(SCORES)}")
+    if score == "final_distance" and getattr(task_fns, "distance", None) is None:
+        raise ValueError("selection score 'final_distance' needs a task with an end-effector-to-target distance "
+                         "(task_fns.distance); this task has none")
+    return model_scores(model, task_fns, starts, policies, horizon, seed, reps, constrain)[score]

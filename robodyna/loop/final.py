@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robodyna.learn.learner import Learner
-from robodyna.learn.select import model_returns, selection_starts
+from robodyna.learn.select import model_scores, selection_starts
 
 
 def averaged_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -119,10 +119,10 @@ def onnx_actor_state(path: Path, template: dict[str, torch.Tensor]) -> dict[str,
 def score_actors(
     learner: Learner, task_fns: Any, states: list[dict[str, torch.Tensor]], starts: np.ndarray, n_starts: int,
     horizon: int,
-) -> np.ndarray:
-    """Model-predicted return of each actor state (:func:`robodyna.learn.select.model_returns`, the learner's own
-    policy filter applied, common random numbers seeded by the learner's real-step count). The learner's actor is
-    left as it was."""
+) -> dict[str, np.ndarray]:
+    """Model-predicted scores of each actor state (:func:`robodyna.learn.select.model_scores`: the return, and on
+    reach the final distance, from the same rollouts; the learner's own policy filter applied, common random numbers
+    seeded by the learner's real-step count). The learner's actor is left as it was."""
     if learner.model is None:
         raise ValueError("scoring policies in the model needs a learner with a dynamics model")
     rng = np.random.default_rng(learner.n_real)
@@ -136,5 +136,5 @@ def score_actors(
         return act
 
     with actor_restored(learner):
-        return model_returns(learner.model, task_fns, x0, [policy(st) for st in states], horizon,
+        return model_scores(learner.model, task_fns, x0, [policy(st) for st in states], horizon,
                              seed=int(rng.integers(2**31 - 1)), constrain=learner.cfg.rollout_constraints)

@@ -143,7 +143,7 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
                  "Every round's policy was pushed (no `push_validation`).")
     pushed = _rows(td / "policies.csv")
     made = (f" The adapted policy (v{pushed[-1]['version']}): {pushed[-1]['reason']} (`trainer/policies.csv`"
-            + (", every candidate's model return in `trainer/selection.csv`)." if (td / "selection.csv").is_file()
+            + (", every candidate's model score in `trainer/selection.csv`)." if (td / "selection.csv").is_file()
                else ").")) if pushed else ""
     lines = [
         f"# Loop report: {cfg.name}", "",

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from robodyna.learn.select import SCORES
 from robodyna.loop.refresh import RefreshConfig
 
 WarmStart = Literal["agent_model", "agent_model_buffer", "fresh"]
@@ -70,6 +71,10 @@ class ServiceConfig:
     # panda 0.58 -> 0.50 cm), hence the default; a learner without a model falls back to "average".
     final_selection: Literal["average", "model", "window"] = "window"
     selection_starts: int = 200
+    # What the final selection ranks candidates by (robodyna/learn/select.py SCORES): "return", the model-predicted
+    # return; "final_distance" (reach), the model-predicted end-effector-to-target distance after the episode's last
+    # step, the precision reach is scored by. Push validation scores by return either way.
+    selection_score: Literal["return", "final_distance"] = "return"
     # "model": before a round's policy is pushed, the model scores it against the deployed one from the same real
     # starts (as above); one it predicts to do worse is not pushed, and SAC's actor goes back to the deployed
     # weights (ME-TRPO's policy validation, Kurutach et al. 2018 §4.3; validation.csv). "off": every round pushes.
@@ -92,6 +97,8 @@ class ServiceConfig:
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:
             raise ValueError(f"trainer.final_selection: average, model or window, got {self.final_selection!r}; "
                              f"trainer.selection_starts >= 1, got {self.selection_starts}")
+        if self.selection_score not in SCORES:
+            raise ValueError(f"trainer.selection_score: one of {', '.join(SCORES)}, got {self.selection_score!r}")
         if self.final_average_versions < 0:
             raise ValueError(f"trainer.final_average_versions: the versions averaged into the adapted policy besides "
                              f"the final one, >= 0 (0: the final one as is), got {self.final_average_versions}")

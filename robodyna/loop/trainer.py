@@ -381,7 +381,7 @@ class TrainerService:
             return True
         latest = averaged_state([lr.agent.actor.state_dict()])
         new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts, self.cfg.selection_starts,
-                                self.episode_steps)
+                                self.episode_steps)["return"]
         ok = bool(new >= old)
         append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
@@ -407,16 +407,18 @@ class TrainerService:
                         len(cands), len(starts))
             return self.export_average_and_push()
         scores = score_actors(lr, self.task_fns, [st for _, st in cands], starts, self.cfg.selection_starts,
-                              self.episode_steps)
+                              self.episode_steps)[self.cfg.selection_score]
         best = int(np.argmax(scores))
         for (name, _), sc in zip(cands, scores):
-            append_csv(self.out / "selection.csv", {"candidate": name, "model_return": float(sc),
+            append_csv(self.out / "selection.csv", {"candidate": name, "score": self.cfg.selection_score,
+                                                     "model_score": float(sc),
                                                      "chosen": int(name == cands[best][0]),
                                                      "starts": self.cfg.selection_starts, "wall_s": time.time()})
         with actor_restored(lr):  # training state stays the last iterate
             lr.agent.actor.load_state_dict(cands[best][1])
             path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
-        self._push(path, f"selected {cands[best][0]} (model return {scores[best]:.3g}, max over {len(cands)})")
+        self._push(path, f"selected {cands[best][0]} (model {self.cfg.selection_score} score {scores[best]:.3g}, "
+                               f"max over {len(cands)})")
         return lr.policy_version
 
     def export_average_and_push(self) -> int | None:

@@ -88,7 +88,7 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     final, sim = int(pushed[-2]["version"]), res["summary"]["sim_policy_version"]
     assert len(sel) == final - sim + 1 and sum(r["chosen"] == "1" for r in sel) == 1, sel
     chosen = next(r for r in sel if r["chosen"] == "1")
-    assert float(chosen["model_return"]) == max(float(r["model_return"]) for r in sel)
+    assert float(chosen["model_score"]) == max(float(r["model_score"]) for r in sel)
     assert pushed[-1]["reason"].startswith(f"selected {chosen['candidate']} (model return")
     name = chosen["candidate"].removeprefix("average of ")
     first, last = (int(v) for v in name.removeprefix("v").split("-v")) if "-" in name else (final, final)

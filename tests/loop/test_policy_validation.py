@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from robodyna.data.batch import Batch
 from robodyna.learn.checkpoint import load_checkpoint
 from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
-from robodyna.learn.select import model_returns, selection_starts
+from robodyna.learn.rollouts import branched_rollout
+from robodyna.learn.select import model_returns, model_scores, selection_starts
 from robodyna.loop.final import episode_starts, opening_rows
 from robodyna.loop.trainer import ServiceConfig, TrainerService, warm_start_shapes
 
@@ -54,6 +56,33 @@ def test_the_model_scores_the_trained_policy_above_doing_nothing_with_common_ran
     assert s[0] == s[2]  # the same policy, the same draws: only policies make scores differ
     other = model_returns(lr.model, lr.task_fns, x0, [trained], lr.episode_steps, seed=4)
     assert other[0] != s[0]  # ... and the draws are not all the same
+
+
+def test_the_final_distance_score_is_minus_the_mean_distance_the_model_predicts_after_the_last_step(
+        sim_learner: tuple[Learner, np.ndarray]) -> None:
+    lr, starts = sim_learner
+    assert lr.model is not None
+    fns = lr.task_fns
+    x0 = selection_starts(starts, fns, 32, np.random.default_rng(0))
+    trained = lambda o: lr.agent.act(o, deterministic=True)  # noqa: E731
+    idle = lambda o: np.zeros((len(o), lr.spec.act_dim), np.float32)  # noqa: E731
+    T = lr.episode_steps
+    s = model_scores(lr.model, fns, x0, [trained, idle], T, seed=5, reps=2)
+    assert set(s) == {"return", "final_distance"}
+    assert s["final_distance"][0] > s["final_distance"][1] + 0.02  # the trained arm ends centimetres nearer
+    # the same rollouts by hand: the rows of the last step, their distance to the target, averaged over reps
+    z = np.zeros(len(x0), np.float32)
+    start = Batch.create(x0, np.zeros((len(x0), lr.spec.act_dim), np.float32), z, x0, z.astype(bool), z.astype(bool))
+    ends = []
+    for r in range(2):
+        ro = branched_rollout(lr.model, start, T, fns, np.random.default_rng(5 + r), policy=lambda o, g: trained(o))
+        assert ro.truncated.sum() == len(x0)
+        ends.append(fns.distance(ro.next_obs[ro.truncated]).mean())
+    assert s["final_distance"][0] == pytest.approx(-float(np.mean(ends)), rel=1e-6)
+    np.testing.assert_array_equal(model_returns(lr.model, fns, x0, [trained, idle], T, seed=5,
+                                                score="final_distance"), s["final_distance"])
+    with pytest.raises(ValueError, match="unknown selection score 'success'"):
+        model_returns(lr.model, fns, x0, [trained], T, seed=5, score="success")
 
 
 def test_selection_starts_take_fresh_goals_and_refuse_bad_starts(sim_learner: tuple[Learner, np.ndarray]) -> None:
@@ -157,7 +186,7 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
 
 
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
-                                       ("selection_starts", "0")])
+                                       ("selection_starts", "0"), ("selection_score", "reward")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
