@@ -81,6 +81,9 @@ class ServiceConfig:
     # Measured on laggy reacher2 (six seeds: 91 % / 84 % of the gaps against 76 % / 72 %) and panda (three: 97 % / 59 %
     # against 57 % / 32 %), hence the default; a learner without a model (SAC) pushes every round.
     push_validation: Literal["off", "model"] = "model"
+    # What SAC trains on from after a rejected round: "deployed", the deployed policy's actor weights (the rejected
+    # iterate is dropped); "continue", its own last iterate (the robot keeps the deployed policy either way).
+    rejected_actor: Literal["deployed", "continue"] = "deployed"
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -92,6 +95,8 @@ class ServiceConfig:
         if self.lr_final_frac is not None and not 0 < self.lr_final_frac <= 1:
             raise ValueError(f"trainer.lr_final_frac: the final step size's fraction of sac.lr, in (0, 1] (null: "
                              f"constant), got {self.lr_final_frac}")
+        if self.rejected_actor not in ("deployed", "continue"):
+            raise ValueError(f"trainer.rejected_actor: deployed or continue, got {self.rejected_actor!r}")
         if self.push_validation not in ("off", "model"):
             raise ValueError(f"trainer.push_validation: off or model, got {self.push_validation!r}")
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:

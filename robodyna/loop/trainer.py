@@ -388,9 +388,12 @@ class TrainerService:
                                                   "candidate_return": float(new), "deployed_return": float(old),
                                                   "pushed": int(ok), "wall_s": time.time()})
         if not ok:
-            lr.agent.actor.load_state_dict(self.deployed_actor)
-            log.info("round %d: the model predicts the new policy worse than v%d (%.3g < %.3g): not pushed, actor "
-                     "back to v%d", self.round, self.pushed_version, new, old, self.pushed_version)
+            back = self.cfg.rejected_actor == "deployed"
+            if back:
+                lr.agent.actor.load_state_dict(self.deployed_actor)
+            log.info("round %d: the model predicts the new policy worse than v%d (%.3g < %.3g): not pushed%s",
+                     self.round, self.pushed_version, new, old,
+                     f", actor back to v{self.pushed_version}" if back else "")
         return ok
 
     def export_final_and_push(self) -> int | None:

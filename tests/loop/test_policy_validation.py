@@ -4,6 +4,7 @@ actor as a candidate. Real MuJoCo, the shipped checkpoint's real ensemble and ag
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,12 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
         assert torch.equal(v, deployed[k]), k  # back to the deployed weights
     rows = (out / "validation.csv").read_text().splitlines()
     assert rows[0].startswith("round,") and rows[-1].split(",")[6] == "0" and rows[1].split(",")[6] == "1"
+    svc.cfg = dataclasses.replace(svc.cfg, rejected_actor="continue")  # SAC goes on from its own iterate
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.zero_()
+    assert not svc._passes_validation()
+    assert all(not p.any() for p in actor.parameters())  # kept, only kept off the robot
 
 
 def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_deployed(tmp_path: Path) -> None:
@@ -186,7 +193,8 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
 
 
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
-                                       ("selection_starts", "0"), ("selection_score", "reward")])
+                                       ("selection_starts", "0"), ("selection_score", "reward"),
+                                       ("rejected_actor", "never")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
