@@ -86,23 +86,3 @@ def model_scores(
                 out["final_distance"][i] -= float(np.nanmean(d)) / reps if np.isfinite(d).any() else np.inf
     return out
 
-
-def model_returns(
-    model: DynamicsModel,
-    task_fns: Any,
-    starts: np.ndarray,
-    policies: Sequence[Policy],
-    horizon: int,
-    seed: int,
-    reps: int = 2,
-    constrain: bool = True,
-    score: str = "return",
-) -> np.ndarray:
-    """Each policy's :func:`model_scores` entry ``score`` (``[len(policies)]``): by default the mean
-    model-predicted return over ``horizon`` steps from ``starts``."""
-    if score not in SCORES:
-        raise ValueError(f"unknown selection score {score!r}; one of {', '.join(SCORES)}")
-    if score == "final_distance" and getattr(task_fns, "distance", None) is None:
-        raise ValueError("selection score 'final_distance' needs a task with an end-effector-to-target distance "
-                         "(task_fns.distance); this task has none")
-    return model_scores(model, task_fns, starts, policies, horizon, seed, reps, constrain)[score]

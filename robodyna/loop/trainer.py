@@ -89,6 +89,9 @@ class TrainerService:
         try:
             self.spec, self.obs_names = spec_for_env(env), obs_names_for_env(env)
             self.task_fns, self.episode_steps = task_fns_for_env(env), episode_steps_for_env(env)
+            if cfg.selection_score == "final_distance" and getattr(self.task_fns, "distance", None) is None:
+                raise ValueError(f"trainer.selection_score: final_distance needs a task with an end-effector-to-target "
+                                 f"distance; {robot}'s task has none")
         finally:
             env.close()
         # a model warm-started from simulation keeps the simulation data's standardisation: re-estimated from the

@@ -19,7 +19,7 @@ from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.learn.rollouts import branched_rollout
-from robodyna.learn.select import model_returns, model_scores, selection_starts
+from robodyna.learn.select import model_scores, selection_starts
 from robodyna.loop.final import episode_starts, opening_rows
 from robodyna.loop.trainer import ServiceConfig, TrainerService, warm_start_shapes
 
@@ -52,10 +52,10 @@ def test_the_model_scores_the_trained_policy_above_doing_nothing_with_common_ran
     x0 = selection_starts(starts, lr.task_fns, 64, np.random.default_rng(0))
     trained = lambda o: lr.agent.act(o, deterministic=True)  # noqa: E731
     idle = lambda o: np.zeros((len(o), lr.spec.act_dim), np.float32)  # noqa: E731
-    s = model_returns(lr.model, lr.task_fns, x0, [trained, idle, trained], lr.episode_steps, seed=3)
+    s = model_scores(lr.model, lr.task_fns, x0, [trained, idle, trained], lr.episode_steps, seed=3)["return"]
     assert s[0] > s[1] + 1.0  # reaching beats holding still by a margin, in the model as on the robot
     assert s[0] == s[2]  # the same policy, the same draws: only policies make scores differ
-    other = model_returns(lr.model, lr.task_fns, x0, [trained], lr.episode_steps, seed=4)
+    other = model_scores(lr.model, lr.task_fns, x0, [trained], lr.episode_steps, seed=4)["return"]
     assert other[0] != s[0]  # ... and the draws are not all the same
 
 
@@ -80,10 +80,10 @@ def test_the_final_distance_score_is_minus_the_mean_distance_the_model_predicts_
         assert ro.truncated.sum() == len(x0)
         ends.append(fns.distance(ro.next_obs[ro.truncated]).mean())
     assert s["final_distance"][0] == pytest.approx(-float(np.mean(ends)), rel=1e-6)
-    np.testing.assert_array_equal(model_returns(lr.model, fns, x0, [trained, idle], T, seed=5,
-                                                score="final_distance"), s["final_distance"])
-    with pytest.raises(ValueError, match="unknown selection score 'success'"):
-        model_returns(lr.model, fns, x0, [trained], T, seed=5, score="success")
+    # a task without an end-effector distance is scored by return only
+    no_distance = type("NoDistance", (), {k: getattr(fns, k) for k in ("reward", "terminated", "action_history",
+                                                                        "push_action", "constrain")})()
+    assert set(model_scores(lr.model, no_distance, x0, [trained], 2, seed=5)) == {"return"}
 
 
 def test_selection_starts_take_fresh_goals_and_refuse_bad_starts(sim_learner: tuple[Learner, np.ndarray]) -> None:
