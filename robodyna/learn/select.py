@@ -48,6 +48,11 @@ def selection_starts(
 SCORES = ("return", "final_distance")
 
 
+def task_scores(task_fns: Any) -> tuple[str, ...]:
+    """The :data:`SCORES` a task supports: ``final_distance`` needs ``task_fns.distance``."""
+    return tuple(k for k in SCORES if k == "return" or getattr(task_fns, "distance", None) is not None)
+
+
 def model_scores(
     model: DynamicsModel,
     task_fns: Any,
@@ -60,7 +65,8 @@ def model_scores(
 ) -> dict[str, np.ndarray]:
     """Every :data:`SCORES` entry the task supports (``{score: [len(policies)]}``, higher better) from the same
     model rollouts: each repetition ``r`` draws the model's members and noise from ``seed + r`` for every policy
-    alike. A start whose rollout goes non-finite counts at the mean of the others for ``final_distance``."""
+    alike. ``final_distance`` leaves out the starts whose predicted last state is NaN (or that stopped before it);
+    with none left, or an infinite distance, it is -inf."""
     if horizon < 1 or reps < 1:
         raise ValueError(f"horizon and reps must be >= 1, got {horizon}, {reps}")
     if not policies:
@@ -69,8 +75,7 @@ def model_scores(
     z = np.zeros(n, np.float32)
     act_dim = int(np.asarray(policies[0](starts[:1])).shape[-1])
     start = Batch.create(starts, np.zeros((n, act_dim), np.float32), z, starts, z.astype(bool), z.astype(bool))
-    distance = getattr(task_fns, "distance", None)
-    out = {k: np.zeros(len(policies)) for k in SCORES if k == "return" or distance is not None}
+    out = {k: np.zeros(len(policies)) for k in task_scores(task_fns)}
     for i, pol in enumerate(policies):
 
         def act(obs: np.ndarray, rng: np.random.Generator, p: Policy = pol) -> np.ndarray:
@@ -80,9 +85,9 @@ def model_scores(
             ro = branched_rollout(model, start, horizon, task_fns, np.random.default_rng(seed + r), policy=act,
                                   constrain=constrain)
             out["return"][i] += float(ro.reward.sum()) / n / reps
-            if distance is not None:
-                last = ro.next_obs[ro.truncated]
-                d = np.asarray(distance(last)) if len(last) else np.full(1, np.nan)
-                out["final_distance"][i] -= float(np.nanmean(d)) / reps if np.isfinite(d).any() else np.inf
+            if "final_distance" in out:
+                d = np.asarray(task_fns.distance(ro.next_obs[ro.truncated]), np.float64)
+                d = d[~np.isnan(d)]
+                out["final_distance"][i] -= float(d.mean()) / reps if len(d) else np.inf
     return out
 

@@ -39,6 +39,7 @@ from robodyna.learn.config import load_algo_config
 from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_env, spec_for_env, task_fns_for_env
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
+from robodyna.learn.select import task_scores
 from robodyna.loop.drift import RealEpisode, rollout_signals
 from robodyna.loop.final import (
     actor_candidates,
@@ -89,9 +90,9 @@ class TrainerService:
         try:
             self.spec, self.obs_names = spec_for_env(env), obs_names_for_env(env)
             self.task_fns, self.episode_steps = task_fns_for_env(env), episode_steps_for_env(env)
-            if cfg.selection_score == "final_distance" and getattr(self.task_fns, "distance", None) is None:
-                raise ValueError(f"trainer.selection_score: final_distance needs a task with an end-effector-to-target "
-                                 f"distance; {robot}'s task has none")
+            if cfg.selection_score not in task_scores(self.task_fns):
+                raise ValueError(f"trainer.selection_score: {cfg.selection_score} needs a task with an "
+                                 f"end-effector-to-target distance; {robot}'s task has none")
         finally:
             env.close()
         # a model warm-started from simulation keeps the simulation data's standardisation: re-estimated from the
