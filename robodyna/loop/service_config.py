@@ -87,6 +87,10 @@ class ServiceConfig:
     # iterate is dropped); "continue", its own last iterate (the robot keeps the deployed policy either way). Laggy
     # reacher2, 24 seeds: 87.2 % / 81.4 % of the gaps with "continue" against the preset's 90.5 % / 85.9 % (README).
     rejected_actor: Literal["deployed", "continue"] = "deployed"
+    # How many of the round's SAC iterates push validation scores: the latest and the ones before it, one every
+    # `update_chunk` updates since the last validation. The one the model predicts best is pushed if it does at
+    # least as well as the deployed one (and SAC goes on from it); 1: the latest iterate only.
+    validation_candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -100,6 +104,9 @@ class ServiceConfig:
                              f"constant), got {self.lr_final_frac}")
         if self.rejected_actor not in ("deployed", "continue"):
             raise ValueError(f"trainer.rejected_actor: deployed or continue, got {self.rejected_actor!r}")
+        if self.validation_candidates < 1:
+            raise ValueError(f"trainer.validation_candidates: the round's iterates push validation scores, >= 1, "
+                             f"got {self.validation_candidates}")
         if self.push_validation not in ("off", "model"):
             raise ValueError(f"trainer.push_validation: off or model, got {self.push_validation!r}")
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:

@@ -137,6 +137,9 @@ class TrainerService:
         # actor weights of the last pushed policies (for the averaged final one; refilled after a restart)
         self.recent_actors: list[dict[str, torch.Tensor]] = []
         self.deployed_actor: dict[str, torch.Tensor] | None = None  # the last pushed policy's actor weights
+        # (updates, actor weights) of SAC's iterates since the last validation, one per update chunk
+        # (``validation_candidates``; not checkpointed: a restarted trainer validates the iterates it made since)
+        self.iterates: list[tuple[int, dict[str, torch.Tensor]]] = []
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
@@ -374,23 +377,41 @@ class TrainerService:
         if self._selecting():
             torch.save(self.deployed_actor, self.out / "policies" / f"actor_v{version}.pt")
 
+    def _note_iterate(self) -> None:
+        """Keep SAC's current actor as a candidate for the next push validation (``validation_candidates``)."""
+        k = self.cfg.validation_candidates
+        if k > 1 and self.cfg.push_validation == "model":
+            self.iterates = [*self.iterates, (self.learner.n_updates,
+                                              averaged_state([self.learner.agent.actor.state_dict()]))][-k:]
+
     def _passes_validation(self) -> bool:
-        """``push_validation``: does the model predict the current actor to do at least as well as the deployed
-        one? If not, the actor goes back to the deployed weights."""
+        """``push_validation``: does the model predict the round's best iterate (the latest alone, or the last
+        ``validation_candidates``) to do at least as well as the deployed one? If so the actor is that iterate;
+        if not it goes back to the deployed weights (``rejected_actor``)."""
         lr = self.learner
+        earlier, self.iterates = self.iterates, []
         if self.cfg.push_validation != "model" or lr.model is None or self.deployed_actor is None:
             return True
         starts = self.episode_starts()
         if len(starts) == 0:
             return True
-        latest = averaged_state([lr.agent.actor.state_dict()])
-        new, old = score_actors(lr, self.task_fns, [latest, self.deployed_actor], starts, self.cfg.selection_starts,
-                                self.episode_steps)["return"]
+        k = self.cfg.validation_candidates
+        before = [(n, st) for n, st in earlier if n < lr.n_updates][-(k - 1):] if k > 1 else []
+        cands = [*before, (lr.n_updates, averaged_state([lr.agent.actor.state_dict()]))]
+        scores = score_actors(lr, self.task_fns, [*(st for _, st in cands), self.deployed_actor], starts,
+                              self.cfg.selection_starts, self.episode_steps)["return"]
+        best, old = int(np.argmax(scores[:-1])), float(scores[-1])
+        new = float(scores[best])
         ok = bool(new >= old)
         append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
-                                                  "candidate_return": float(new), "deployed_return": float(old),
-                                                  "pushed": int(ok), "wall_s": time.time()})
+                                                  "candidate_return": new, "deployed_return": old,
+                                                  "pushed": int(ok), "candidates": len(cands),
+                                                  "candidate_updates": cands[best][0], "wall_s": time.time()})
+        if ok and best != len(cands) - 1:
+            lr.agent.actor.load_state_dict(cands[best][1])  # SAC goes on from the iterate pushed
+            log.info("round %d: pushing the iterate of update %d, the model's best of the round's %d",
+                     self.round, cands[best][0], len(cands))
         if not ok:
             back = self.cfg.rejected_actor == "deployed"
             if back:
@@ -486,6 +507,8 @@ class TrainerService:
                 if may:
                     self._anneal_lr()
                 did = lr.update(cfg.update_chunk) if may else 0
+                if did:
+                    self._note_iterate()
                 self._policy_results()
                 if (got or lr.n_updates - self._sig_updates >= 5 * cfg.update_chunk) and self.real_steps:
                     self._log_signals()

@@ -102,6 +102,11 @@ def test_selection_starts_take_fresh_goals_and_refuse_bad_starts(sim_learner: tu
         selection_starts(starts[0], fns, 4, np.random.default_rng(0))
 
 
+def _last_row(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(zip(lines[0].split(","), lines[-1].split(",")))
+
+
 def _service_dir_with_recorded_episodes(tmp_path: Path) -> Path:
     """Trainer keys in ``tmp_path/keys`` and a service directory whose store holds 3 real episodes, recorded by the
     real recorder on the laggy profile."""
@@ -141,6 +146,38 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
             p.zero_()
     assert not svc._passes_validation()
     assert all(not p.any() for p in actor.parameters())  # kept, only kept off the robot
+
+
+def test_validation_with_several_candidates_pushes_the_rounds_best_iterate_and_sac_goes_on_from_it(
+        tmp_path: Path) -> None:
+    out = _service_dir_with_recorded_episodes(tmp_path)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        final_selection="model", selection_starts=32, validation_candidates=3)
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    lr, actor = svc.learner, svc.learner.agent.actor
+    deployed = {k: v.clone() for k, v in actor.state_dict().items()}
+
+    def iterate(n: int, broken: bool, note: bool = True) -> None:
+        lr.n_updates = n
+        if broken:  # a broken update: every weight zero
+            with torch.no_grad():
+                for p in actor.parameters():
+                    p.zero_()
+        if note:
+            svc._note_iterate()
+
+    # round 1: the deployed weights at update 100, then broken iterates, the latest (400) too
+    iterate(100, False), iterate(200, True), iterate(300, True), iterate(400, True, note=False)
+    assert not svc._passes_validation()  # 100 is not among the last three: rejected
+    assert (_last_row(out / "validation.csv")["pushed"], _last_row(out / "validation.csv")["candidates"]) == ("0", "3")
+    assert all(torch.equal(v, deployed[k]) for k, v in actor.state_dict().items())  # back to the deployed weights
+    assert svc.iterates == []  # the next round's candidates start afresh
+    # round 2: the deployed weights at update 500, then broken ones: the first is the round's best
+    iterate(500, False), iterate(600, True), iterate(700, True, note=False)
+    assert svc._passes_validation()
+    assert all(torch.equal(v, deployed[k]) for k, v in actor.state_dict().items())  # SAC goes on from it
+    row = _last_row(out / "validation.csv")
+    assert (row["pushed"], row["candidates"], row["candidate_updates"]) == ("1", "3", "500")
 
 
 def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_deployed(tmp_path: Path) -> None:
@@ -194,7 +231,7 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
 
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
                                        ("selection_starts", "0"), ("selection_score", "reward"),
-                                       ("rejected_actor", "never")])
+                                       ("rejected_actor", "never"), ("validation_candidates", "0")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
