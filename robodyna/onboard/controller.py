@@ -51,6 +51,7 @@ import numpy as np
 from robodyna.data.store import EpisodeWriter, StoreError, StoreMeta
 from robodyna.data.validate import INTERVENTION_BITS
 from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filter_action
+from robodyna.onboard.monitor import report_stats, watch_loop
 from robodyna.onboard.policy import OnnxPolicy
 from robodyna.onboard.record import LoopRecorder, PendingRow, obs_units
 from robodyna.onboard.swap import PolicyDirWatcher, PolicyRejected, VerifiedPolicy, check_outputs, verify_policy
@@ -61,7 +62,6 @@ from robodyna.onboard.timing import (
     SchedPolicy,
     check_realtime,
     enter_realtime,
-    format_summary,
     leave_realtime,
 )
 from robodyna.robots.reality import load_reality
@@ -311,7 +311,7 @@ class Controller:
             else:
                 self._budget = (self._budget or 0) + int(episodes or 0)
         self.running = True
-        monitor = threading.Thread(target=self._monitor, name="controller-monitor", daemon=True)
+        monitor = threading.Thread(target=watch_loop, args=(self,), name="controller-monitor", daemon=True)
         monitor.start()
         if self.watcher is not None:
             self.watcher.start()
@@ -353,39 +353,6 @@ class Controller:
             self._shutdown()
         return self.status()
 
-    def _monitor(self) -> None:
-        """Off the control thread: log loop statistics every ``stats_every_s`` (over the ticks since the previous
-        report), and notice a control loop stuck inside a call (it cannot be preempted): log it and count it."""
-        # well above scheduling noise (a descheduled process on a busy machine misses a few ms), well below a hang
-        limit = max(10 * self.period_s, 0.05) + self.watchdog_timeout_s
-        seen: float | None = None
-        next_report, ticks_at_report = _mono() + self.stats_every_s, self.stats.n
-        while self.running and not self._stop.is_set():
-            time.sleep(limit / 2)
-            if _mono() >= next_report:
-                next_report = _mono() + self.stats_every_s
-                n = self.stats.n
-                if n > ticks_at_report:
-                    self._report(last=n - ticks_at_report)
-                ticks_at_report = n
-            beat = self._beat
-            if beat is None or beat == seen:
-                continue
-            stuck = _mono() - beat
-            if stuck > limit:
-                seen = beat
-                self.stalls += 1
-                self._log_stall("control loop made no progress for %.0f ms in episode %d (a driver or inference "
-                                "call not returning, or the process starved of CPU; a call cannot be preempted: "
-                                "drivers must time out)", stuck * 1e3, self.episode_index)
-
-    def _report(self, final: bool = False, last: int | None = None) -> None:
-        s = self.stats.summary(self.deadlines.missed, last)
-        log.info("%s%s", "final: " if final else "", format_summary(s))
-        if self.pace and s["ticks"] > 10 and s["rate_hz"] < 0.95 * s["target_hz"]:
-            log.warning("control loop runs below the requested rate: %.1f Hz of %.0f Hz", s["rate_hz"],
-                        s["target_hz"])
-
     def _shutdown(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
@@ -393,7 +360,7 @@ class Controller:
             if self.recorder is not None:
                 self.recorder.close()
         finally:
-            self._report(final=True)
+            report_stats(self, final=True)
             self.robot.close()
 
     def _offer_from_dir(self, data: bytes, sha: str, version: int, source: str) -> tuple[bool, str]:
