@@ -89,7 +89,9 @@ class ServiceConfig:
     rejected_actor: Literal["deployed", "continue"] = "deployed"
     # How many of the round's SAC iterates push validation scores: the latest and the ones before it, one every
     # `update_chunk` updates since the last validation. The one the model predicts best is pushed if it does at
-    # least as well as the deployed one (and SAC goes on from it); 1: the latest iterate only.
+    # least as well as the deployed one (and SAC goes on from it); 1: the latest iterate only. 3 on laggy reacher2,
+    # seeds 0-5 and 12-17: 93.1 % / 85.7 % of the gaps against the preset's 89.5 % / 84.5 % on the same seeds
+    # (paired +3.7 / +1.2 points, SE 2.1 / 1.1): a hint, not significant, so not the default (README).
     validation_candidates: int = 1
 
     def __post_init__(self) -> None:
