@@ -214,6 +214,13 @@ class SAC:
         if n_updates > 0 and self._grads is not sac_grads:
             self._unproven.add(False)  # the critic-only graph proves itself on its first call
 
+    def reset_actor_moments(self) -> None:
+        """Forget Adam's moments (and step count) of the actor's weights: they start from zero at its next update,
+        as for a new parameter. For an actor set back to earlier weights, whose moments belong to the steps that
+        led away from them (the critics and α keep theirs)."""
+        for p in self.actor.parameters():
+            self.optim.state.pop(p, None)
+
     def set_lr(self, lr: float) -> None:
         """Set the step size of every parameter (actor, critics, α) from now on (a step-size schedule)."""
         if not (math.isfinite(lr) and lr > 0):

@@ -87,6 +87,13 @@ class ServiceConfig:
     # iterate is dropped); "continue", its own last iterate (the robot keeps the deployed policy either way). Laggy
     # reacher2, 24 seeds: 87.2 % / 81.4 % of the gaps with "continue" against the preset's 90.5 % / 85.9 % (README).
     rejected_actor: Literal["deployed", "continue"] = "deployed"
+    # With rejected_actor "deployed": "reset" also forgets Adam's moments of the actor (SAC.reset_actor_moments), which
+    # the steps of the rejected iterate built up and would otherwise carry on from the deployed weights; "keep": as
+    # before. Not in a preset (README "Two more levers").
+    rejected_moments: Literal["keep", "reset"] = "keep"
+    # After a rejected round the next N SAC updates train the critics only (SAC.freeze_actor), so the actor leaves
+    # the deployed weights again only after the critic has caught up with the latest real data; 0: off.
+    rejected_critic_warmup_updates: int = 0
     # How many of the round's SAC iterates push validation scores: the latest and the ones before it, one every
     # `update_chunk` updates since the last validation. The one the model predicts best is pushed if it does at
     # least as well as the deployed one (and SAC goes on from it); 1: the latest iterate only. 3 on laggy reacher2,
@@ -106,6 +113,10 @@ class ServiceConfig:
                              f"constant), got {self.lr_final_frac}")
         if self.rejected_actor not in ("deployed", "continue"):
             raise ValueError(f"trainer.rejected_actor: deployed or continue, got {self.rejected_actor!r}")
+        if self.rejected_moments not in ("keep", "reset"):
+            raise ValueError(f"trainer.rejected_moments: keep or reset, got {self.rejected_moments!r}")
+        if self.rejected_critic_warmup_updates < 0:
+            raise ValueError(f"trainer.rejected_critic_warmup_updates: >= 0, got {self.rejected_critic_warmup_updates}")
         if self.validation_candidates < 1:
             raise ValueError(f"trainer.validation_candidates: the round's iterates push validation scores, >= 1, "
                              f"got {self.validation_candidates}")

@@ -148,6 +148,46 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
     assert all(not p.any() for p in actor.parameters())  # kept, only kept off the robot
 
 
+def test_a_rejected_round_can_forget_the_actors_adam_moments_and_warm_up_the_critic_before_the_actor_moves(
+        tmp_path: Path) -> None:
+    out = _service_dir_with_recorded_episodes(tmp_path)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        final_selection="model", selection_starts=32, rejected_moments="reset",
+                        rejected_critic_warmup_updates=50)
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    agent = svc.learner.agent
+    rng = np.random.default_rng(0)
+    n, o, a = 64, agent.obs_dim, agent.act_dim
+    obs = svc.episode_starts()[rng.integers(0, 3, n)]
+    batch = Batch.create(obs, rng.uniform(agent.low, agent.high, (n, a)).astype(np.float32),
+                         rng.standard_normal(n).astype(np.float32), obs + 0.01 * rng.standard_normal((n, o)),
+                         np.zeros(n, bool), np.zeros(n, bool))
+    assert svc._passes_validation() and agent.actor_frozen_until <= agent.n_updates  # a push freezes nothing
+    for _ in range(3):
+        agent.update(batch)
+    actor_p, critic_p = list(agent.actor.parameters()), list(agent.critic.parameters())
+    assert all(len(agent.optim.state[p]) > 0 for p in actor_p + critic_p)  # moments built up by the updates
+    with torch.no_grad():  # a broken update: every weight zero
+        for p in actor_p:
+            p.zero_()
+    assert not svc._passes_validation()
+    assert all(p not in agent.optim.state or len(agent.optim.state[p]) == 0 for p in actor_p)  # forgotten
+    assert all(len(agent.optim.state[p]) > 0 for p in critic_p)  # the critics keep theirs
+    assert agent.actor_frozen_until == agent.n_updates + 50
+    before = [p.clone() for p in actor_p]
+    agent.update(batch)  # a critic-only update: the actor stays, its moments start again only when it moves
+    assert all(torch.equal(p, q) for p, q in zip(actor_p, before))
+    agent.actor_frozen_until = agent.n_updates
+    agent.update(batch)  # the first actor step after the reset: Adam from zero moments
+    assert all(int(agent.optim.state[p]["step"]) == 1 for p in actor_p)
+
+
+def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distance(tmp_path: Path) -> None:
+    cfg = ServiceConfig(selection_score="final_distance")
+    with pytest.raises(ValueError, match=r"trainer\.selection_score: final_distance .*Pendulum-v1"):
+        TrainerService("Pendulum-v1", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
+
+
 def test_validation_with_several_candidates_pushes_the_rounds_best_iterate_and_sac_goes_on_from_it(
         tmp_path: Path) -> None:
     out = _service_dir_with_recorded_episodes(tmp_path)
@@ -231,7 +271,8 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
 
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
                                        ("selection_starts", "0"), ("selection_score", "reward"),
-                                       ("rejected_actor", "never"), ("validation_candidates", "0")])
+                                       ("rejected_actor", "never"), ("validation_candidates", "0"),
+                                       ("rejected_moments", "zero"), ("rejected_critic_warmup_updates", "-1")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
