@@ -28,6 +28,14 @@ def averaged_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
             for k in states[0]}
 
 
+def stepped_state(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], frac: float) -> dict[str, torch.Tensor]:
+    """``start + frac * (end - start)`` element-wise (a copy): the weights ``frac`` of the way from ``start`` to
+    ``end``, a shorter step in the direction SAC took (a backtracking line search, as in TRPO: Schulman et al. 2015,
+    Appendix C)."""
+    return {k: (start[k].detach().float() + frac * (end[k].detach().float() - start[k].detach().float()))
+            .to(start[k].dtype) for k in start}
+
+
 @contextmanager
 def actor_restored(learner: Learner) -> Iterator[dict[str, torch.Tensor]]:
     """Yields a copy of the learner's actor weights and puts them back on exit: other weights (candidates, an

@@ -100,6 +100,11 @@ class ServiceConfig:
     # seeds 0-5 and 12-17: 93.1 % / 85.7 % of the gaps against the preset's 89.5 % / 84.5 % on the same seeds
     # (paired +3.7 / +1.2 points, SE 2.1 / 1.1): a hint, not significant, so not the default (README).
     validation_candidates: int = 1
+    # Shorter steps push validation also scores: each fraction f in (0, 1) adds the candidate deployed + f x (latest
+    # iterate - deployed), a backtracking line search along SAC's step (TRPO: Schulman et al. 2015, Appendix C); the
+    # one pushed is the model's best of all candidates if at least as good as the deployed one, and SAC goes on from
+    # it. [1.0]: the iterates only (as before).
+    validation_step_fractions: list[float] = field(default_factory=lambda: [1.0])
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -120,6 +125,9 @@ class ServiceConfig:
         if self.validation_candidates < 1:
             raise ValueError(f"trainer.validation_candidates: the round's iterates push validation scores, >= 1, "
                              f"got {self.validation_candidates}")
+        if not self.validation_step_fractions or not all(0 < f <= 1 for f in self.validation_step_fractions):
+            raise ValueError(f"trainer.validation_step_fractions: fractions of the step to the latest iterate, each in "
+                             f"(0, 1], at least one, got {self.validation_step_fractions}")
         if self.push_validation not in ("off", "model"):
             raise ValueError(f"trainer.push_validation: off or model, got {self.push_validation!r}")
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:

@@ -50,6 +50,7 @@ from robodyna.loop.final import (
     onnx_actor_state,
     opening_rows,
     score_actors,
+    stepped_state,
 )
 from robodyna.loop.refresh import (
     RefreshScheduler,
@@ -397,7 +398,13 @@ class TrainerService:
             return True
         k = self.cfg.validation_candidates
         before = [(n, st) for n, st in earlier if n < lr.n_updates][-(k - 1):] if k > 1 else []
-        cands = [*before, (lr.n_updates, averaged_state([lr.agent.actor.state_dict()]))]
+        latest = averaged_state([lr.agent.actor.state_dict()])
+        cands = [*before, (lr.n_updates, latest)]
+        steps = [1.0] * len(cands)  # the fraction of the step from the deployed weights to the iterate
+        for f in self.cfg.validation_step_fractions:
+            if f != 1.0:  # a shorter step towards the latest iterate
+                cands.append((lr.n_updates, stepped_state(self.deployed_actor, latest, f)))
+                steps.append(f)
         scores = score_actors(lr, self.task_fns, [*(st for _, st in cands), self.deployed_actor], starts,
                               self.cfg.selection_starts, self.episode_steps)["return"]
         best, old = int(np.argmax(scores[:-1])), float(scores[-1])
@@ -407,11 +414,12 @@ class TrainerService:
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
                                                   "candidate_return": new, "deployed_return": old,
                                                   "pushed": int(ok), "candidates": len(cands),
-                                                  "candidate_updates": cands[best][0], "wall_s": time.time()})
-        if ok and best != len(cands) - 1:
-            lr.agent.actor.load_state_dict(cands[best][1])  # SAC goes on from the iterate pushed
-            log.info("round %d: pushing the iterate of update %d, the model's best of the round's %d",
-                     self.round, cands[best][0], len(cands))
+                                                  "candidate_updates": cands[best][0],
+                                                  "candidate_step": steps[best], "wall_s": time.time()})
+        if ok and best != len(before):
+            lr.agent.actor.load_state_dict(cands[best][1])  # SAC goes on from the candidate pushed
+            log.info("round %d: pushing %.3g of the step to the iterate of update %d, the model's best of the "
+                     "round's %d candidates", self.round, steps[best], cands[best][0], len(cands))
         if not ok:
             back = self.cfg.rejected_actor == "deployed"
             if back:

@@ -182,6 +182,27 @@ def test_a_rejected_round_can_forget_the_actors_adam_moments_and_warm_up_the_cri
     assert all(int(agent.optim.state[p]["step"]) == 1 for p in actor_p)
 
 
+def test_validation_with_step_fractions_pushes_a_shorter_step_the_model_prefers_and_sac_goes_on_from_it(
+        tmp_path: Path) -> None:
+    out = _service_dir_with_recorded_episodes(tmp_path)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        final_selection="model", selection_starts=32, validation_step_fractions=[1.0, 0.5])
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    actor = svc.learner.agent.actor
+    good = {k: v.clone() for k, v in actor.state_dict().items()}
+    weights = {k for k, _ in actor.named_parameters()}
+    # deployed: every weight zero (the same action whatever the target); SAC's step overshoots to twice the good
+    # weights, so half of it lands exactly on them
+    svc.deployed_actor = {k: torch.zeros_like(v) if k in weights else v.clone() for k, v in good.items()}
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.mul_(2.0)
+    assert svc._passes_validation()
+    row = _last_row(out / "validation.csv")
+    assert (row["pushed"], row["candidates"], row["candidate_step"]) == ("1", "2", "0.5")
+    assert all(torch.equal(v, good[k]) for k, v in actor.state_dict().items())  # SAC goes on from the half step
+
+
 def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distance(tmp_path: Path) -> None:
     cfg = ServiceConfig(selection_score="final_distance")
     with pytest.raises(ValueError, match=r"trainer\.selection_score: final_distance .*Pendulum-v1"):
@@ -272,7 +293,8 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
 @pytest.mark.parametrize("key,value", [("push_validation", "sometimes"), ("final_selection", "best"),
                                        ("selection_starts", "0"), ("selection_score", "reward"),
                                        ("rejected_actor", "never"), ("validation_candidates", "0"),
-                                       ("rejected_moments", "zero"), ("rejected_critic_warmup_updates", "-1")])
+                                       ("rejected_moments", "zero"), ("rejected_critic_warmup_updates", "-1"),
+                                       ("validation_step_fractions", "[1.0,0]"), ("validation_step_fractions", "[]")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
