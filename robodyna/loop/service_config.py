@@ -105,6 +105,9 @@ class ServiceConfig:
     # one pushed is the model's best of all candidates if at least as good as the deployed one, and SAC goes on from
     # it. [1.0]: the iterates only (as before).
     validation_step_fractions: list[float] = field(default_factory=lambda: [1.0])
+    # What push validation compares candidates and the deployed policy by (the scores of `selection_score`):
+    # "return", the model-predicted return; "final_distance" (reach), the predicted distance after the last step.
+    validation_score: Literal["return", "final_distance"] = "return"
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -133,6 +136,8 @@ class ServiceConfig:
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:
             raise ValueError(f"trainer.final_selection: average, model or window, got {self.final_selection!r}; "
                              f"trainer.selection_starts >= 1, got {self.selection_starts}")
+        if self.validation_score not in SCORES:
+            raise ValueError(f"trainer.validation_score: one of {', '.join(SCORES)}, got {self.validation_score!r}")
         if self.selection_score not in SCORES:
             raise ValueError(f"trainer.selection_score: one of {', '.join(SCORES)}, got {self.selection_score!r}")
         if self.final_average_versions < 0:

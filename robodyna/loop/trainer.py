@@ -91,9 +91,10 @@ class TrainerService:
         try:
             self.spec, self.obs_names = spec_for_env(env), obs_names_for_env(env)
             self.task_fns, self.episode_steps = task_fns_for_env(env), episode_steps_for_env(env)
-            if cfg.selection_score not in task_scores(self.task_fns):
-                raise ValueError(f"trainer.selection_score: {cfg.selection_score} needs a task with an "
-                                 f"end-effector-to-target distance; {robot}'s task has none")
+            for key in ("selection_score", "validation_score"):
+                if getattr(cfg, key) not in task_scores(self.task_fns):
+                    raise ValueError(f"trainer.{key}: {getattr(cfg, key)} needs a task with an "
+                                     f"end-effector-to-target distance; {robot}'s task has none")
         finally:
             env.close()
         # a model warm-started from simulation keeps the simulation data's standardisation: re-estimated from the
@@ -406,16 +407,17 @@ class TrainerService:
                 cands.append((lr.n_updates, stepped_state(self.deployed_actor, latest, f)))
                 steps.append(f)
         scores = score_actors(lr, self.task_fns, [*(st for _, st in cands), self.deployed_actor], starts,
-                              self.cfg.selection_starts, self.episode_steps)["return"]
+                              self.cfg.selection_starts, self.episode_steps)[self.cfg.validation_score]
         best, old = int(np.argmax(scores[:-1])), float(scores[-1])
         new = float(scores[best])
         ok = bool(new >= old)
         append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
-                                                  "candidate_return": new, "deployed_return": old,
+                                                  "candidate_score": new, "deployed_score": old,
                                                   "pushed": int(ok), "candidates": len(cands),
                                                   "candidate_updates": cands[best][0],
-                                                  "candidate_step": steps[best], "wall_s": time.time()})
+                                                  "candidate_step": steps[best], "score": self.cfg.validation_score,
+                                                  "wall_s": time.time()})
         if ok and best != len(before):
             lr.agent.actor.load_state_dict(cands[best][1])  # SAC goes on from the candidate pushed
             log.info("round %d: pushing %.3g of the step to the iterate of update %d, the model's best of the "

@@ -146,6 +146,12 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
             p.zero_()
     assert not svc._passes_validation()
     assert all(not p.any() for p in actor.parameters())  # kept, only kept off the robot
+    # validated by the predicted final distance: the broken actor ends farther off than the deployed one
+    svc.cfg = dataclasses.replace(svc.cfg, validation_score="final_distance")
+    assert not svc._passes_validation()
+    row = _last_row(out / "validation.csv")
+    assert row["score"] == "final_distance"
+    assert -0.05 < float(row["deployed_score"]) < 0 and float(row["candidate_score"]) < float(row["deployed_score"])
 
 
 def test_a_rejected_round_can_forget_the_actors_adam_moments_and_warm_up_the_critic_before_the_actor_moves(
@@ -203,9 +209,10 @@ def test_validation_with_step_fractions_pushes_a_shorter_step_the_model_prefers_
     assert all(torch.equal(v, good[k]) for k, v in actor.state_dict().items())  # SAC goes on from the half step
 
 
-def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distance(tmp_path: Path) -> None:
-    cfg = ServiceConfig(selection_score="final_distance")
-    with pytest.raises(ValueError, match=r"trainer\.selection_score: final_distance .*Pendulum-v1"):
+@pytest.mark.parametrize("key", ["selection_score", "validation_score"])
+def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distance(tmp_path: Path, key: str) -> None:
+    cfg = ServiceConfig(**{key: "final_distance"})
+    with pytest.raises(ValueError, match=rf"trainer\.{key}: final_distance .*Pendulum-v1"):
         TrainerService("Pendulum-v1", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
 
 
@@ -294,7 +301,8 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
                                        ("selection_starts", "0"), ("selection_score", "reward"),
                                        ("rejected_actor", "never"), ("validation_candidates", "0"),
                                        ("rejected_moments", "zero"), ("rejected_critic_warmup_updates", "-1"),
-                                       ("validation_step_fractions", "[1.0,0]"), ("validation_step_fractions", "[]")])
+                                       ("validation_step_fractions", "[1.0,0]"), ("validation_step_fractions", "[]"),
+                                       ("validation_score", "success")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
