@@ -108,6 +108,11 @@ class ServiceConfig:
     # What push validation compares candidates and the deployed policy by (the scores of `selection_score`):
     # "return", the model-predicted return; "final_distance" (reach), the predicted distance after the last step.
     validation_score: Literal["return", "final_distance"] = "return"
+    # After N rounds rejected in a row the next round pushes its best candidate unvalidated: the model is fitted on
+    # the deployed policy's own data and may favour it over any policy it has seen no data of (on laggy reacher2 most
+    # runs rejected every round of the budget's second half), so the robot tries one (an exploration push; the final
+    # selection still chooses among all pushed versions). 0: never (as before).
+    validation_max_rejections: int = 0
 
     def __post_init__(self) -> None:
         if self.warm_start not in ("agent_model", "agent_model_buffer", "fresh"):
@@ -136,6 +141,9 @@ class ServiceConfig:
         if self.final_selection not in ("average", "model", "window") or self.selection_starts < 1:
             raise ValueError(f"trainer.final_selection: average, model or window, got {self.final_selection!r}; "
                              f"trainer.selection_starts >= 1, got {self.selection_starts}")
+        if self.validation_max_rejections < 0:
+            raise ValueError(f"trainer.validation_max_rejections: >= 0 (0: never forced), got "
+                             f"{self.validation_max_rejections}")
         if self.validation_score not in SCORES:
             raise ValueError(f"trainer.validation_score: one of {', '.join(SCORES)}, got {self.validation_score!r}")
         if self.selection_score not in SCORES:

@@ -142,6 +142,7 @@ class TrainerService:
         # (updates, actor weights) of SAC's iterates since the last validation, one per update chunk
         # (``validation_candidates``; not checkpointed: a restarted trainer validates the iterates it made since)
         self.iterates: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self.rejected_in_a_row = 0  # rounds push validation rejected since the last push (not checkpointed)
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
@@ -411,13 +412,21 @@ class TrainerService:
         best, old = int(np.argmax(scores[:-1])), float(scores[-1])
         new = float(scores[best])
         ok = bool(new >= old)
+        cap = self.cfg.validation_max_rejections
+        forced = not ok and cap > 0 and self.rejected_in_a_row >= cap
+        if forced:  # the model has seen only the deployed policy's data for `cap` rounds: try its best candidate
+            ok = True
+        self.rejected_in_a_row = 0 if ok else self.rejected_in_a_row + 1
         append_csv(self.out / "validation.csv", {"round": self.round, "real_steps": self.real_steps,
                                                   "updates": lr.n_updates, "deployed_version": self.pushed_version,
                                                   "candidate_score": new, "deployed_score": old,
                                                   "pushed": int(ok), "candidates": len(cands),
                                                   "candidate_updates": cands[best][0],
                                                   "candidate_step": steps[best], "score": self.cfg.validation_score,
-                                                  "wall_s": time.time()})
+                                                  "forced": int(forced), "wall_s": time.time()})
+        if forced:
+            log.info("round %d: %d rounds rejected in a row: pushing the round's best candidate (%.3g < %.3g) "
+                     "so the robot collects data off the deployed policy", self.round, cap, new, old)
         if ok and best != len(before):
             lr.agent.actor.load_state_dict(cands[best][1])  # SAC goes on from the candidate pushed
             log.info("round %d: pushing %.3g of the step to the iterate of update %d, the model's best of the "

@@ -209,6 +209,27 @@ def test_validation_with_step_fractions_pushes_a_shorter_step_the_model_prefers_
     assert all(torch.equal(v, good[k]) for k, v in actor.state_dict().items())  # SAC goes on from the half step
 
 
+def test_after_max_rejections_in_a_row_the_rounds_best_candidate_is_pushed_once_and_the_count_starts_again(
+        tmp_path: Path) -> None:
+    out = _service_dir_with_recorded_episodes(tmp_path)
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
+                        final_selection="model", selection_starts=32, validation_max_rejections=2)
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    actor = svc.learner.agent.actor
+
+    def broken_round() -> tuple[bool, dict[str, str]]:
+        with torch.no_grad():  # a broken update: every weight zero
+            for p in actor.parameters():
+                p.zero_()
+        return svc._passes_validation(), _last_row(out / "validation.csv")
+
+    pushed = []
+    for _ in range(5):
+        ok, row = broken_round()
+        pushed.append((ok, row["pushed"], row["forced"]))
+    assert pushed == [(False, "0", "0"), (False, "0", "0"), (True, "1", "1"), (False, "0", "0"), (False, "0", "0")]
+
+
 @pytest.mark.parametrize("key", ["selection_score", "validation_score"])
 def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distance(tmp_path: Path, key: str) -> None:
     cfg = ServiceConfig(**{key: "final_distance"})
@@ -302,7 +323,7 @@ def test_episode_openings_found_batch_by_batch_are_those_of_the_whole_recording(
                                        ("rejected_actor", "never"), ("validation_candidates", "0"),
                                        ("rejected_moments", "zero"), ("rejected_critic_warmup_updates", "-1"),
                                        ("validation_step_fractions", "[1.0,0]"), ("validation_step_fractions", "[]"),
-                                       ("validation_score", "success")])
+                                       ("validation_score", "success"), ("validation_max_rejections", "-1")])
 def test_a_bad_validation_or_selection_setting_is_refused_naming_the_key(key: str, value: str) -> None:
     from robodyna.loop.config import load_loop_config
 
