@@ -209,8 +209,9 @@ class SAC:
         """Train the critics only for the next ``n_updates`` updates (actor and α stay as they are): fine-tuning a
         policy on another system's data, its critic first learns the new values of the policy it has, so the actor
         does not follow a critic in transition (critic warm-up before policy updates in offline-to-online RL:
-        Nair et al. 2020, AWAC §5; Lee et al. 2021, "Offline-to-Online RL via Balanced Replay")."""
-        self.actor_frozen_until = self.n_updates + max(0, int(n_updates))
+        Nair et al. 2020, AWAC §5; Lee et al. 2021, "Offline-to-Online RL via Balanced Replay"). A warm-up still
+        running is never shortened."""
+        self.actor_frozen_until = max(self.actor_frozen_until, self.n_updates + max(0, int(n_updates)))
         if n_updates > 0 and self._grads is not sac_grads:
             self._unproven.add(False)  # the critic-only graph proves itself on its first call
 

@@ -437,8 +437,7 @@ class TrainerService:
                 lr.agent.actor.load_state_dict(self.deployed_actor)
                 if self.cfg.rejected_moments == "reset":
                     lr.agent.reset_actor_moments()
-            if self.cfg.rejected_critic_warmup_updates > 0:  # (0 would end a warm-up still running)
-                lr.agent.freeze_actor(self.cfg.rejected_critic_warmup_updates)
+            lr.agent.freeze_actor(self.cfg.rejected_critic_warmup_updates)
             log.info("round %d: the model predicts the new policy worse than v%d (%.3g < %.3g): not pushed%s",
                      self.round, self.pushed_version, new, old,
                      f", actor back to v{self.pushed_version}" if back else "")

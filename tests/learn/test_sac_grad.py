@@ -188,6 +188,7 @@ def test_a_frozen_actor_stays_put_for_the_warm_up_then_learns_again() -> None:
     batch = _random_batch(rng)
     agent.update(batch)  # counts from wherever the agent is (a warm start's n_updates)
     agent.freeze_actor(3)
+    agent.freeze_actor(1)  # a shorter one asked for during the warm-up does not end it early
     moved = []
     for _ in range(5):
         moved.append(_update_moves_the_actor(agent, batch))
