@@ -8,6 +8,7 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,12 +121,20 @@ def _service_dir_with_recorded_episodes(tmp_path: Path) -> Path:
     return out
 
 
+def _validating_service(tmp_path: Path, **cfg: Any) -> tuple[Path, TrainerService]:
+    """A trainer service warm-started from the shipped checkpoint, validating pushes in the model, over a store of 3
+    recorded laggy episodes (``_service_dir_with_recorded_episodes``); ``cfg`` overrides its ServiceConfig."""
+    out = _service_dir_with_recorded_episodes(tmp_path)
+    base: dict[str, Any] = {"algo_overrides": ["sac.compile=false", "policy_filter=true"], "push_validation": "model",
+                            "final_selection": "model", "selection_starts": 32}
+    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", ServiceConfig(**{**base, **cfg}),
+                         init_checkpoint=CKPT)
+    return out, svc
+
+
 def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_and_restores_the_deployed_actor(
         tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        final_selection="model", selection_starts=32)
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path)
     assert len(episode_starts(out / "store", len(svc.obs_names))) == 3
     sim_version = svc.learner.policy_version
     assert (out / "policies" / f"actor_v{sim_version}.pt").is_file()  # the simulation actor is a candidate
@@ -156,11 +165,7 @@ def test_push_validation_keeps_a_policy_the_model_predicts_worse_off_the_robot_a
 
 def test_a_rejected_round_can_forget_the_actors_adam_moments_and_warm_up_the_critic_before_the_actor_moves(
         tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        final_selection="model", selection_starts=32, rejected_moments="reset",
-                        rejected_critic_warmup_updates=50)
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path, rejected_moments="reset", rejected_critic_warmup_updates=50)
     agent = svc.learner.agent
     rng = np.random.default_rng(0)
     n, o, a = 64, agent.obs_dim, agent.act_dim
@@ -190,10 +195,7 @@ def test_a_rejected_round_can_forget_the_actors_adam_moments_and_warm_up_the_cri
 
 def test_validation_with_step_fractions_pushes_a_shorter_step_the_model_prefers_and_sac_goes_on_from_it(
         tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        final_selection="model", selection_starts=32, validation_step_fractions=[1.0, 0.5])
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path, validation_step_fractions=[1.0, 0.5])
     actor = svc.learner.agent.actor
     good = {k: v.clone() for k, v in actor.state_dict().items()}
     weights = {k for k, _ in actor.named_parameters()}
@@ -211,10 +213,7 @@ def test_validation_with_step_fractions_pushes_a_shorter_step_the_model_prefers_
 
 def test_after_max_rejections_in_a_row_the_rounds_best_candidate_is_pushed_once_and_the_count_starts_again(
         tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        final_selection="model", selection_starts=32, validation_max_rejections=2)
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path, validation_max_rejections=2)
     actor = svc.learner.agent.actor
 
     def broken_round() -> tuple[bool, dict[str, str]]:
@@ -239,10 +238,7 @@ def test_a_final_distance_ranking_is_refused_at_start_on_a_task_without_a_distan
 
 def test_validation_with_several_candidates_pushes_the_rounds_best_iterate_and_sac_goes_on_from_it(
         tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        final_selection="model", selection_starts=32, validation_candidates=3)
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path, validation_candidates=3)
     lr, actor = svc.learner, svc.learner.agent.actor
     deployed = {k: v.clone() for k, v in actor.state_dict().items()}
 
@@ -270,10 +266,7 @@ def test_validation_with_several_candidates_pushes_the_rounds_best_iterate_and_s
 
 
 def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_deployed(tmp_path: Path) -> None:
-    out = _service_dir_with_recorded_episodes(tmp_path)
-    cfg = ServiceConfig(algo_overrides=["sac.compile=false", "policy_filter=true"], push_validation="model",
-                        selection_starts=32, final_selection="average", final_average_versions=2)
-    svc = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    out, svc = _validating_service(tmp_path, final_selection="average", final_average_versions=2)
     stored = episode_starts(out / "store", len(svc.obs_names))
     np.testing.assert_array_equal(svc.episode_starts(), stored)  # kept as rows arrive, as the store holds them
     actor = svc.learner.agent.actor
@@ -286,7 +279,7 @@ def test_a_restarted_trainer_validates_its_first_push_against_the_policy_it_had_
         pushed.append({k: v.clone() for k, v in actor.state_dict().items()})
         if len(pushed) == 3:
             svc._save()  # the fourth push is the last thing the trainer does before a crash: not checkpointed
-    resumed = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", cfg, init_checkpoint=CKPT)
+    resumed = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", svc.cfg, init_checkpoint=CKPT)
     assert resumed.pushed_version == svc.pushed_version == svc.learner.policy_version
     np.testing.assert_array_equal(resumed.episode_starts(), stored)  # rebuilt from the store the checkpoint saw
     assert resumed.deployed_actor is not None  # read back from the pushed ONNX
