@@ -95,6 +95,10 @@ class SACConfig:
     hidden: int = field(default=256, metadata={"ge": 1})
     layers: int = field(default=2, metadata={"ge": 1})
     lr: float = field(default=3e-4, metadata={"gt": 0})
+    # the critics' own step size (None: ``lr`` for every parameter). Fine-tuning on another system, the critics must
+    # learn the new values while the actor moves slowly (the two-timescale actor-critic: Konda & Tsitsiklis 2000;
+    # TD3 §5.2 updates the actor less often for the same reason)
+    critic_lr: float | None = field(default=None, metadata={"gt": 0})
     batch_size: int = field(default=256, metadata={"ge": 2})
     gamma: float = field(default=0.99, metadata={"ge": 0, "le": 1})
     tau: float = field(default=0.005, metadata={"gt": 0, "le": 1})

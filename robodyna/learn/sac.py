@@ -187,11 +187,13 @@ class SAC:
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_alpha)), requires_grad=cfg.auto_alpha)
         self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
-        # One parameter group (same lr for all): the optimiser's per-group bookkeeping is per-step overhead.
-        params = [*self.critic.parameters(), *self.actor.parameters()]
-        if cfg.auto_alpha:
-            params.append(self.log_alpha)
-        self.optim = torch.optim.Adam(params, lr=cfg.lr, fused=True)
+        # One parameter group (same lr for all) unless the critics have their own step size: the optimiser's
+        # per-group bookkeeping is per-step overhead.
+        policy = [*self.actor.parameters(), *([self.log_alpha] if cfg.auto_alpha else [])]
+        groups: list[dict[str, Any]] = (
+            [{"params": [*self.critic.parameters(), *policy], "lr": cfg.lr}] if cfg.critic_lr is None else
+            [{"params": list(self.critic.parameters()), "lr": cfg.critic_lr}, {"params": policy, "lr": cfg.lr}])
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr, fused=True)
         self._online: list[torch.Tensor] = list(self.critic.parameters())
         self._target: list[torch.Tensor] = list(self.critic_target.parameters())
         self._nets = Nets(self.actor.layers(), self.critic.layers(), self.critic_target.layers(),
@@ -223,11 +225,17 @@ class SAC:
             self.optim.state.pop(p, None)
 
     def set_lr(self, lr: float) -> None:
-        """Set the step size of every parameter (actor, critics, α) from now on (a step-size schedule)."""
+        """Set the step size of the actor and α from now on (a step-size schedule); the critics' is scaled with it
+        (``critic_lr / lr`` times it; the same when ``critic_lr`` is None)."""
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"SAC step size must be finite and > 0, got {lr!r}")
-        for group in self.optim.param_groups:
-            group["lr"] = lr
+        self._set_group_lrs(lr)
+
+    def _set_group_lrs(self, lr: float) -> None:
+        groups = self.optim.param_groups
+        if self.cfg.critic_lr is not None:
+            groups[0]["lr"] = lr * self.cfg.critic_lr / self.cfg.lr
+        groups[-1]["lr"] = lr
 
     def set_action_filter(self, f: ActionFilter | None) -> None:
         """Put the robot's safety filter into the policy (:mod:`robodyna.learn.action_filter`): acting, the
@@ -365,10 +373,34 @@ class SAC:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.optim.load_state_dict(state["optim"])
-        for group in self.optim.param_groups:  # the optimiser's moments carry over; the step size is this config's
-            group["lr"] = self.cfg.lr  # (a fine-tuning run's sac.lr would otherwise be the checkpoint's, silently)
+        self._load_moments(state["optim"])
+        # the step sizes are this config's (a fine-tuning run's sac.lr would otherwise be the checkpoint's, silently)
+        self._set_group_lrs(self.cfg.lr)
         self.n_updates = int(state["n_updates"])
+
+    def _load_moments(self, optim_state: dict[str, Any]) -> None:
+        """Adam's moments from a checkpoint, parameter by parameter: critics, actor, then α where both tune it. A
+        checkpoint saved with another grouping (``critic_lr``) or another ``auto_alpha`` still carries over; a fixed
+        α keeps no moments, a newly tuned one starts from none."""
+        saved = [i for g in optim_state["param_groups"] for i in g["params"]]
+        n_nets = len(list(self.critic.parameters())) + len(list(self.actor.parameters()))
+        if len(saved) not in (n_nets, n_nets + 1):
+            raise ValueError(f"SAC checkpoint's optimiser holds {len(saved)} parameters, these networks have "
+                             f"{n_nets} (+1 with a tuned α)")
+        # saved order: critics then actor (then α), in one group or two
+        mine = [*self.critic.parameters(), *self.actor.parameters()]
+        pairs = list(zip(saved[:n_nets], mine, strict=True))
+        if self.cfg.auto_alpha and len(saved) == n_nets + 1:
+            pairs.append((saved[n_nets], self.log_alpha))
+        self.optim.state.clear()
+        for i, p in pairs:
+            st = optim_state["state"].get(i)
+            if st is not None:
+                # as Optimizer.load_state_dict casts: moments to the parameter's dtype (a checkpoint may hold fp16),
+                # the fused step count stays float32
+                self.optim.state[p] = {
+                    k: (v.detach().to(device=p.device, dtype=torch.float32 if k == "step" else p.dtype, copy=True)
+                        if torch.is_tensor(v) else v) for k, v in st.items()}
 
 
 def check_finite(stats: dict[str, torch.Tensor], max_abs_q: float, where: str) -> None:
