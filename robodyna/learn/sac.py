@@ -383,12 +383,12 @@ class SAC:
         checkpoint saved with another grouping (``critic_lr``) or another ``auto_alpha`` still carries over; a fixed
         α keeps no moments, a newly tuned one starts from none."""
         saved = [i for g in optim_state["param_groups"] for i in g["params"]]
-        n_nets = len(list(self.critic.parameters())) + len(list(self.actor.parameters()))
+        # saved order: critics then actor (then α), in one group or two
+        mine = [*self.critic.parameters(), *self.actor.parameters()]
+        n_nets = len(mine)
         if len(saved) not in (n_nets, n_nets + 1):
             raise ValueError(f"SAC checkpoint's optimiser holds {len(saved)} parameters, these networks have "
                              f"{n_nets} (+1 with a tuned α)")
-        # saved order: critics then actor (then α), in one group or two
-        mine = [*self.critic.parameters(), *self.actor.parameters()]
         pairs = list(zip(saved[:n_nets], mine, strict=True))
         if self.cfg.auto_alpha and len(saved) == n_nets + 1:
             pairs.append((saved[n_nets], self.log_alpha))

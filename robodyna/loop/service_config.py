@@ -95,7 +95,8 @@ class ServiceConfig:
     # After a rejected round the next N SAC updates train the critics only (SAC.freeze_actor), so the actor leaves
     # the deployed weights again only after the critic has caught up with the latest real data; 0: off. 100 on laggy
     # reacher2, seeds 0-5 and 12-17: +5.8 / +4.0 points of the gaps (SE 3.9 / 2.6) against the preset's reruns, 95.2 %
-    # / 88.6 %: the best of these levers, not significant, so not the default (README "Five more levers").
+    # / 88.6 %: the best of these levers, not significant, so not the default (README "Five more levers");
+    # the reacher2 preset sets it with sac.critic_lr since stop 51 (README "Two timescales").
     rejected_critic_warmup_updates: int = 0
     # How many of the round's SAC iterates push validation scores: the latest and the ones before it, one every
     # `update_chunk` updates since the last validation. The one the model predicts best is pushed if it does at
