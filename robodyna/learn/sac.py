@@ -392,6 +392,11 @@ class SAC:
         pairs = list(zip(saved[:n_nets], mine, strict=True))
         if self.cfg.auto_alpha and len(saved) == n_nets + 1:
             pairs.append((saved[n_nets], self.log_alpha))
+        for i, p in pairs:  # checked before the optimiser's state is replaced (a refusal leaves it as it was)
+            for k, v in (optim_state["state"].get(i) or {}).items():
+                if k != "step" and torch.is_tensor(v) and v.shape != p.shape:
+                    raise ValueError(f"SAC checkpoint's optimiser state {k!r} of parameter {i} has shape "
+                                     f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
         self.optim.state.clear()
         for i, p in pairs:
             st = optim_state["state"].get(i)

@@ -71,3 +71,17 @@ def test_adams_moments_carry_over_to_another_grouping_and_alpha_setting(saved: d
 def test_a_non_positive_critic_lr_is_refused_at_load_naming_the_key() -> None:
     with pytest.raises(ValueError, match="critic_lr"):
         load_algo_config("mbpo", None, ["sac.critic_lr=0"])
+
+
+def test_a_checkpoint_whose_optimiser_does_not_fit_the_networks_is_refused_naming_what() -> None:
+    src = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32, compile=False), seed=0)
+    src.update(_batch())
+    dst = SAC(4, 2, -np.ones(2), np.ones(2), SACConfig(hidden=32, compile=False), seed=1)
+    short = src.state_dict()
+    short["optim"]["param_groups"][0]["params"] = short["optim"]["param_groups"][0]["params"][:-3]
+    with pytest.raises(ValueError, match="optimiser holds .* parameters"):
+        dst.load_state_dict(short)
+    bent = src.state_dict()
+    bent["optim"]["state"][0]["exp_avg"] = torch.zeros(7, 7)
+    with pytest.raises(ValueError, match="'exp_avg' of parameter 0 has shape \\(7, 7\\)"):
+        dst.load_state_dict(bent)
