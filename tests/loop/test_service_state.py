@@ -172,6 +172,7 @@ def test_a_loop_config_naming_no_algo_overrides_fine_tunes_behind_the_robots_fil
     scratch = load_algo_config(cfg.trainer.algo, cfg.robot, [])  # the preset for training from scratch
     assert tuned.policy_filter and not scratch.policy_filter
     assert tuned.sac.lr < scratch.sac.lr and tuned.real_ratio > scratch.real_ratio
+    assert tuned.sac.critic_lr is not None and tuned.sac.critic_lr > tuned.sac.lr  # two timescales
     # a config's own list replaces the default as a whole
     own = load_loop_config(tmp_path / "untuned.yaml", ["trainer.algo_overrides=[real_ratio=0.2]"])
     assert own.trainer.algo_overrides == ["real_ratio=0.2"]
