@@ -15,8 +15,12 @@ signals measure that (pure functions below), a :class:`RefreshScheduler` turns t
 
 A refresh (N steps or episodes under the current policy) is requested when a signal crosses its threshold, or
 after ``max_updates_without_data`` SAC updates without fresh data, or when the update-to-data cap leaves no
-update to do. ``mode: fixed`` is the baseline: a refresh every ``fixed_every_updates`` updates, signals
-measured and logged but not acted on. Every decision goes to a CSV row naming the signal that triggered it.
+update to do. With ``defer_rejected`` a refresh that a policy-change signal (age, return gap, novelty) triggers
+first asks push validation: while the model predicts the round's policy worse than the deployed one the refresh
+waits another ``min_updates_between`` (the robot's time goes to policies that pass), bounded by
+``max_updates_without_data`` and the cap. ``mode: fixed`` is the baseline: a refresh every
+``fixed_every_updates`` updates, signals measured and logged but not acted on. Every decision goes to a CSV row
+naming the signal that triggered it.
 
 What the signals do, measured (README, "Drift against the fixed schedule"): the policy version changes only at a
 push, so ``policy_age`` is constant within a round, and the mean age of a growing buffer only rises (a refresh adds
@@ -43,6 +47,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SIGNALS = ("model_error_ratio", "state_novelty", "policy_age", "return_gap")
+DEFERRABLE = ("state_novelty", "policy_age", "return_gap")  # signals of a policy change (``defer_rejected``)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class RefreshConfig:
     fixed_every_updates: int = 1000  # mode fixed: a refresh every N updates
     min_updates_between: int = 100  # no drift-triggered refresh sooner than this after fresh data
     request_timeout_s: float = 60.0  # re-send a refresh nobody answered (controller away) after this long
+    # mode drift: a refresh that the age, return-gap or novelty signal triggers waits while push validation rejects
+    # the round's policy (SAC goes on from the deployed weights for another min_updates_between), so the robot's
+    # time goes to policies the model predicts better; the model-error signal, max_updates and the cap never wait
+    defer_rejected: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("drift", "fixed"):
@@ -134,11 +143,17 @@ class RefreshScheduler:
     cfg: RefreshConfig
     csv_path: Path | None = None
     updates_at_data: int = 0  # SAC update count when the last fresh data arrived
+    updates_at_defer: int = 0  # SAC update count when a refresh was last deferred (``defer_rejected``)
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
     def fresh_data(self, n_updates: int) -> None:
         """Fresh real data arrived (after a refresh): the update counters restart."""
         self.updates_at_data = n_updates
+
+    def defer(self, n_updates: int) -> None:
+        """A signal-triggered refresh was deferred (``defer_rejected``): the signals wait another
+        ``min_updates_between``; ``max_updates_without_data`` still counts from the last data."""
+        self.updates_at_defer = n_updates
 
     def decide(self, n_updates: int, signals: dict[str, float], cap_reached: bool) -> Decision:
         """Whether to refresh now. ``signals``: the current values (NaN when unknown); ``cap_reached``: the
@@ -150,7 +165,8 @@ class RefreshScheduler:
             if cap_reached:
                 return Decision(True, "update_cap", float(since))
             return Decision(False, "")
-        if since >= c.min_updates_between or cap_reached:  # a signal above its threshold names the trigger
+        waited = n_updates - max(self.updates_at_data, self.updates_at_defer)
+        if waited >= c.min_updates_between or cap_reached:  # a signal above its threshold names the trigger
             for name in SIGNALS:
                 v = signals.get(name, float("nan"))
                 if np.isfinite(v) and v > getattr(c, name):

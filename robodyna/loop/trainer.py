@@ -53,6 +53,8 @@ from robodyna.loop.final import (
     stepped_state,
 )
 from robodyna.loop.refresh import (
+    DEFERRABLE,
+    Decision,
     RefreshScheduler,
     append_csv,
     model_error_ratio,
@@ -142,6 +144,7 @@ class TrainerService:
         # (updates, actor weights) of SAC's iterates since the last validation, one per update chunk
         # (``validation_candidates``; not checkpointed: a restarted trainer validates the iterates it made since)
         self.iterates: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self._validated = False  # the round's policy passed push validation when a refresh was considered
         self.rejected_in_a_row = 0  # rounds push validation rejected since the last push (not checkpointed)
         self.done = False
         self._stop = threading.Event()
@@ -558,8 +561,8 @@ class TrainerService:
                 if self.real_steps >= cfg.real_step_budget or self.real_steps == 0:
                     continue  # budget spent: learn from what there is; no data yet: the robot's first episodes
                 d = self.scheduler.decide(lr.n_updates, self.signals(), cap)
-                if d.refresh:
-                    self._request(d.reason, d.value)
+                if d.refresh and not self._deferred(d):
+                    self._request(d.reason, d.value, validated=self._validated)
         finally:
             self._save()
             self._policy_results()
@@ -592,12 +595,31 @@ class TrainerService:
             self.outstanding = None
             self._save()
 
-    def _request(self, reason: str, value: float, again: bool = False) -> None:
+    def _new_policy(self) -> bool:
+        lr = self.learner
+        return lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export
+
+    def _deferred(self, d: Decision) -> bool:
+        """``refresh.defer_rejected``: validate the round's policy now; a refresh a policy-change signal triggered
+        waits (SAC goes on) when the model predicts that policy worse than the deployed one."""
+        self._validated = False
+        rc = self.cfg.refresh
+        if not rc.defer_rejected or rc.mode != "drift" or d.reason not in DEFERRABLE or not self._new_policy():
+            return False
+        if self._passes_validation():
+            self._validated = True
+            return False
+        self.scheduler.defer(self.learner.n_updates)
+        self.metrics.scalars(self.real_steps, {f"refresh/deferred_{d.reason}": d.value})
+        log.info("refresh (%s = %.3g) deferred: validation rejected the round's policy; training on", d.reason,
+                 d.value)
+        return True
+
+    def _request(self, reason: str, value: float, again: bool = False, validated: bool = False) -> None:
         cfg, lr = self.cfg, self.learner
         if not again:
             self.round += 1
-            if (lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export) \
-                    and self._passes_validation():
+            if self._new_policy() and (validated or self._passes_validation()):
                 self.export_and_push(f"round {self.round}")
             left = cfg.real_step_budget - self.real_steps
             eps = max(1, min(cfg.refresh.refresh_episodes, math.ceil(left / self.episode_steps)))

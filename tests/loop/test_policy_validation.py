@@ -346,3 +346,34 @@ def test_window_candidates_average_the_last_k_pushed_versions(tmp_path: Path) ->
     model = final_candidates("model", actor_candidates(tmp_path), recent, 5)
     assert [n for n, _ in model] == ["v3", "v4", "v5", "v10", "average of v4-v5"]
     torch.testing.assert_close(model[-1][1]["w"], (recent[0]["w"] + recent[1]["w"]) / 2)
+
+
+def test_with_defer_rejected_a_policy_change_refresh_waits_while_validation_rejects_the_rounds_policy(
+        tmp_path: Path) -> None:
+    from robodyna.loop.refresh import Decision, RefreshConfig
+
+    out, svc = _validating_service(tmp_path, refresh=RefreshConfig(defer_rejected=True, min_updates_between=100))
+    svc.updates_at_export = -1  # as after a round's SAC updates: a new policy to push
+    actor = svc.learner.agent.actor
+    with torch.no_grad():  # a broken update: every weight zero
+        for p in actor.parameters():
+            p.zero_()
+    assert svc._deferred(Decision(True, "policy_age", 3.0))
+    assert svc.scheduler.updates_at_defer == svc.learner.n_updates and not svc._validated
+    assert any(p.any() for p in actor.parameters())  # the actor is back at the deployed weights
+    rows = len((out / "validation.csv").read_text().splitlines())
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.zero_()
+    # the model's error on new data, the update cap, max_updates: never deferred, validated only at the push
+    for reason in ("model_error_ratio", "update_cap", "max_updates"):
+        assert not svc._deferred(Decision(True, reason, 9.0))
+    assert len((out / "validation.csv").read_text().splitlines()) == rows
+    actor.load_state_dict(svc.deployed_actor)
+    assert not svc._deferred(Decision(True, "return_gap", 0.9)) and svc._validated  # passes: the refresh goes
+    svc.cfg = dataclasses.replace(svc.cfg, refresh=RefreshConfig(defer_rejected=False))
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.zero_()
+    assert not svc._deferred(Decision(True, "policy_age", 3.0))  # off: nothing deferred, nothing validated yet
+    assert len((out / "validation.csv").read_text().splitlines()) == rows + 1

@@ -88,6 +88,20 @@ def test_max_updates_and_cap_and_fixed_schedule(tmp_path: Path) -> None:
     assert [r["reason"] for r in rows] == ["fixed_schedule"] * 2 and rows[1]["model_error_ratio"] == "1.5"
 
 
+def test_a_deferred_refresh_waits_min_updates_between_again_but_max_updates_counts_from_the_data() -> None:
+    s = RefreshScheduler(RefreshConfig(min_updates_between=300, max_updates_without_data=1000, defer_rejected=True))
+    s.fresh_data(0)
+    assert s.decide(300, sig(policy_age=9.0), False).reason == "policy_age"
+    s.defer(300)
+    assert not s.decide(500, sig(policy_age=9.0), False).refresh  # 200 since the deferral
+    assert s.decide(600, sig(policy_age=9.0), False).reason == "policy_age"
+    s.defer(900)
+    assert s.decide(1000, sig(policy_age=9.0), False).reason == "max_updates"  # 1000 since the data, 100 since
+    assert s.decide(950, sig(policy_age=9.0), True).reason == "policy_age"  # the cap does not wait
+    s.fresh_data(1000)
+    assert s.decide(1300, sig(policy_age=9.0), False).refresh  # fresh data: the floor counts from it
+
+
 def test_config_refuses_nonsense() -> None:
     with pytest.raises(ValueError):
         RefreshConfig(mode="sometimes")  # type: ignore[arg-type]
