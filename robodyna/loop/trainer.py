@@ -144,7 +144,6 @@ class TrainerService:
         # (updates, actor weights) of SAC's iterates since the last validation, one per update chunk
         # (``validation_candidates``; not checkpointed: a restarted trainer validates the iterates it made since)
         self.iterates: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._validated = False  # the round's policy passed push validation when a refresh was considered
         self.rejected_in_a_row = 0  # rounds push validation rejected since the last push (not checkpointed)
         self.done = False
         self._stop = threading.Event()
@@ -561,8 +560,9 @@ class TrainerService:
                 if self.real_steps >= cfg.real_step_budget or self.real_steps == 0:
                     continue  # budget spent: learn from what there is; no data yet: the robot's first episodes
                 d = self.scheduler.decide(lr.n_updates, self.signals(), cap)
-                if d.refresh and not self._deferred(d):
-                    self._request(d.reason, d.value, validated=self._validated)
+                verdict = self._pre_validate(d) if d.refresh else False
+                if verdict is not False:  # deferred: SAC goes on from the deployed weights
+                    self._request(d.reason, d.value, validated=verdict is True)
         finally:
             self._save()
             self._policy_results()
@@ -599,21 +599,20 @@ class TrainerService:
         lr = self.learner
         return lr.policy_version != self.pushed_version or lr.n_updates > self.updates_at_export
 
-    def _deferred(self, d: Decision) -> bool:
-        """``refresh.defer_rejected``: validate the round's policy now; a refresh a policy-change signal triggered
-        waits (SAC goes on) when the model predicts that policy worse than the deployed one."""
-        self._validated = False
+    def _pre_validate(self, d: Decision) -> bool | None:
+        """``refresh.defer_rejected``: push validation of the round's policy before a refresh that a policy-change
+        signal triggered. True: it passed (push it); False: rejected, the refresh waits (``RefreshScheduler.defer``);
+        None: not validated here (the refresh validates as usual)."""
         rc = self.cfg.refresh
         if not rc.defer_rejected or rc.mode != "drift" or d.reason not in DEFERRABLE or not self._new_policy():
-            return False
+            return None
         if self._passes_validation():
-            self._validated = True
-            return False
+            return True
         self.scheduler.defer(self.learner.n_updates)
         self.metrics.scalars(self.real_steps, {f"refresh/deferred_{d.reason}": d.value})
         log.info("refresh (%s = %.3g) deferred: validation rejected the round's policy; training on", d.reason,
                  d.value)
-        return True
+        return False
 
     def _request(self, reason: str, value: float, again: bool = False, validated: bool = False) -> None:
         cfg, lr = self.cfg, self.learner

@@ -358,8 +358,8 @@ def test_with_defer_rejected_a_policy_change_refresh_waits_while_validation_reje
     with torch.no_grad():  # a broken update: every weight zero
         for p in actor.parameters():
             p.zero_()
-    assert svc._deferred(Decision(True, "policy_age", 3.0))
-    assert svc.scheduler.updates_at_defer == svc.learner.n_updates and not svc._validated
+    assert svc._pre_validate(Decision(True, "policy_age", 3.0)) is False  # rejected: deferred
+    assert svc.scheduler.updates_at_defer == svc.learner.n_updates
     assert any(p.any() for p in actor.parameters())  # the actor is back at the deployed weights
     rows = len((out / "validation.csv").read_text().splitlines())
     with torch.no_grad():
@@ -367,13 +367,13 @@ def test_with_defer_rejected_a_policy_change_refresh_waits_while_validation_reje
             p.zero_()
     # the model's error on new data, the update cap, max_updates: never deferred, validated only at the push
     for reason in ("model_error_ratio", "update_cap", "max_updates"):
-        assert not svc._deferred(Decision(True, reason, 9.0))
+        assert svc._pre_validate(Decision(True, reason, 9.0)) is None
     assert len((out / "validation.csv").read_text().splitlines()) == rows
     actor.load_state_dict(svc.deployed_actor)
-    assert not svc._deferred(Decision(True, "return_gap", 0.9)) and svc._validated  # passes: the refresh goes
+    assert svc._pre_validate(Decision(True, "return_gap", 0.9)) is True  # passes: the refresh goes, pushing it
     svc.cfg = dataclasses.replace(svc.cfg, refresh=RefreshConfig(defer_rejected=False))
     with torch.no_grad():
         for p in actor.parameters():
             p.zero_()
-    assert not svc._deferred(Decision(True, "policy_age", 3.0))  # off: nothing deferred, nothing validated yet
+    assert svc._pre_validate(Decision(True, "policy_age", 3.0)) is None  # off: nothing deferred or validated yet
     assert len((out / "validation.csv").read_text().splitlines()) == rows + 1
