@@ -560,9 +560,10 @@ class TrainerService:
                 if self.real_steps >= cfg.real_step_budget or self.real_steps == 0:
                     continue  # budget spent: learn from what there is; no data yet: the robot's first episodes
                 d = self.scheduler.decide(lr.n_updates, self.signals(), cap)
-                verdict = self._pre_validate(d) if d.refresh else False
-                if verdict is not False:  # deferred: SAC goes on from the deployed weights
-                    self._request(d.reason, d.value, validated=verdict is True)
+                if d.refresh:
+                    verdict = self._pre_validate(d)
+                    if verdict is not False:  # False: deferred, SAC goes on from the deployed weights
+                        self._request(d.reason, d.value, validated=verdict is True)
         finally:
             self._save()
             self._policy_results()
