@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 log = logging.getLogger(__name__)
+ORPHAN_DRAIN_S = 5.0  # the drain wait once the process that started this controller is gone
 
 
 def link_controller(c: Any, endpoint: str, keys_dir: str | None, robot_id: str, record: str,
@@ -61,11 +62,15 @@ def cmd_controller(args: argparse.Namespace) -> int:
         status = c.run(episodes=args.episodes, steps=args.steps, idle_when_done=args.idle)
         if link is not None:  # everything recorded reaches the trainer before we leave (bounded wait)
             from robodyna.data.store import EpisodeStore
+            from robodyna.lifetime import parent_gone
 
             rows = EpisodeStore(args.record).num_transitions
-            if not link.wait_acked(rows, args.drain_timeout):
+            # the loop that started us died: its trainer likely with it, and nobody restarts it (a remote one
+            # that lives gets the rest on the next connection)
+            drain_s = min(args.drain_timeout, ORPHAN_DRAIN_S) if parent_gone() else args.drain_timeout
+            if not link.wait_acked(rows, drain_s):
                 log.warning("not every recorded row was acknowledged within %.0f s (%s); the store keeps them and "
-                            "the next connection resends them", args.drain_timeout, link.status())
+                            "the next connection resends them", drain_s, link.status())
             status["link"] = link.status()
     finally:
         if link is not None:

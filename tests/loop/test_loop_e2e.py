@@ -221,7 +221,7 @@ def test_loop_killed_with_sigkill_takes_its_trainer_and_controller_with_it(tmp_p
     finally:
         loop.kill()  # no clean stop of its own: the kernel tells the children
         loop.wait()
-    end = time.monotonic() + 90  # the controller's clean stop waits (bounded) for its link to drain
+    end = time.monotonic() + 90  # a clean stop, else lifetime.EXIT_GRACE_S (45 s) ends it
     while time.monotonic() < end and any(_alive(p) for p in pids.values()):
         time.sleep(0.2)
     left = {k: p for k, p in pids.items() if _alive(p)}
