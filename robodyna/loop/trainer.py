@@ -184,7 +184,8 @@ class TrainerService:
             "service": {"version": SERVICE_STATE_VERSION, "ingested": dict(self.ingested),
                         "version_rows": {str(k): v for k, v in self.version_rows.items()},
                         "real_steps": self.real_steps, "round": self.round, "fitted_error": self.fitted_error,
-                        "updates_at_data": self.scheduler.updates_at_data, "sim_version": self._sim_version,
+                        "updates_at_data": self.scheduler.updates_at_data,
+                        "updates_at_defer": self.scheduler.updates_at_defer, "sim_version": self._sim_version,
                         "sim_fits": self._sim_fits, "actor_frozen_until": self.learner.agent.actor_frozen_until,
                         "updates_at_export": self.updates_at_export, "pushed_version": self.pushed_version},
         })
@@ -199,6 +200,7 @@ class TrainerService:
         self.real_steps, self.round = int(sv["real_steps"]), int(sv["round"])
         self.fitted_error, self._sim_version = float(sv["fitted_error"]), int(sv["sim_version"])
         self.scheduler.updates_at_data = int(sv["updates_at_data"])
+        self.scheduler.updates_at_defer = int(sv.get("updates_at_defer", 0))  # absent before stop 54
         self._sim_fits = int(sv.get("sim_fits", 0))
         self.learner.agent.freeze_actor(int(sv.get("actor_frozen_until", 0)) - self.learner.agent.n_updates)
         self.updates_at_export = int(sv["updates_at_export"])

@@ -96,6 +96,23 @@ def test_a_warm_start_takes_the_configs_learning_rate_and_keeps_the_critic_warm_
     assert resumed.learner.agent.actor_frozen_until == sim_updates + 500
 
 
+def test_the_refresh_schedulers_data_and_deferral_marks_survive_a_resume(tmp_path: Path) -> None:
+    """A restarted trainer counts ``min_updates_between`` from the same marks as before (data and deferral)."""
+    from robodyna.loop.trainer import ServiceConfig, TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+    cfg = ServiceConfig(algo_overrides=["sac.compile=false"])
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=ckpt)
+    svc.scheduler.updates_at_data, svc.scheduler.updates_at_defer = 1200, 1500
+    svc._save()
+    resumed = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                             init_checkpoint=ckpt)
+    assert (resumed.scheduler.updates_at_data, resumed.scheduler.updates_at_defer) == (1200, 1500)
+
+
 def test_a_negative_final_average_is_refused_naming_the_key_and_value() -> None:
     from robodyna.loop.config import load_loop_config
 
