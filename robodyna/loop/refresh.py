@@ -22,16 +22,16 @@ waits another ``min_updates_between`` (the robot's time goes to policies that pa
 ``fixed_every_updates`` updates, signals measured and logged but not acted on. Every decision goes to a CSV row
 naming the signal that triggered it.
 
-What the signals do, measured (README, "Drift against the fixed schedule"): the policy version changes only at a
-push, so ``policy_age`` is constant within a round, and the mean age of a growing buffer only rises (a refresh adds
-a few episodes to many). After the first rounds it (or the return gap) fires at nearly every
+What the signals do, measured (docs/loop_results.md, "Drift against the fixed schedule"): the policy version
+changes only at a push, so ``policy_age`` is constant within a round, and the mean age of a growing buffer only
+rises (a refresh adds a few episodes to many). After the first rounds it (or the return gap) fires at nearly every
 ``min_updates_between`` (138 of 153 later refreshes on nine laggy reacher2 runs at defaults): the drift schedule is
 then the model-error signal's early refreshes (before the model has seen the profile) followed by mostly a fixed
 spacing of ``min_updates_between``. Without the age signal (the other two alone) the loop ends worse on laggy
 reacher2; a fixed schedule at the same spacing ends level with drift, and so does the default fixed schedule (every
 1000 updates) over twenty-four seeds at defaults.
 ``state_novelty`` in place of the age (threshold 1.1) ended below drift and did not predict the model's error on the
-rows a refresh brought (README, "A signal a refresh resets"): its default threshold (1e6) only logs it.
+rows a refresh brought (docs/loop_results.md, "A signal a refresh resets"): its default threshold (1e6) only logs it.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ class ServiceConfig:
     # return; "final_distance" (reach), the model-predicted end-effector-to-target distance after the episode's last
     # step, the precision reach is scored by. Push validation scores by return either way. Laggy reacher2, 36
     # finished runs (tools/bench/final_selection.py ranks each run's windows both ways): +1.9 / +0.8 points of the
-    # success / distance gaps (SE 1.6 / 1.0), not significant, so not the default (README "Two more levers").
+    # success / distance gaps (SE 1.6 / 1.0), not significant, so not the default (docs/loop_results.md "Two more
+    # levers").
     selection_score: Literal["return", "final_distance"] = "return"
     # "model": before a round's policy is pushed, the model scores it against the deployed one from the same real
     # starts (as above); one it predicts to do worse is not pushed, and SAC's actor goes back to the deployed
@@ -88,42 +89,44 @@ class ServiceConfig:
     push_validation: Literal["off", "model"] = "model"
     # What SAC trains on from after a rejected round: "deployed", the deployed policy's actor weights (the rejected
     # iterate is dropped); "continue", its own last iterate (the robot keeps the deployed policy either way). Laggy
-    # reacher2, 24 seeds: 87.2 % / 81.4 % of the gaps with "continue" against the preset's 90.5 % / 85.9 % (README).
+    # reacher2, 24 seeds: 87.2 % / 81.4 % of the gaps with "continue" against the preset's 90.5 % / 85.9 %
+    # (docs/loop_results.md).
     rejected_actor: Literal["deployed", "continue"] = "deployed"
     # With rejected_actor "deployed": "reset" also forgets Adam's moments of the actor (SAC.reset_actor_moments), which
     # the steps of the rejected iterate built up and would otherwise carry on from the deployed weights; "keep": as
     # before. Laggy reacher2, seeds 0-5: +3.1 / +0.2 points of the success / distance gaps (SE 5.7 / 3.8) against the
-    # preset's reruns: not kept (README "Five more levers").
+    # preset's reruns: not kept (docs/loop_results.md "Five more levers").
     rejected_moments: Literal["keep", "reset"] = "keep"
     # After a rejected round the next N SAC updates train the critics only (SAC.freeze_actor), so the actor leaves
     # the deployed weights again only after the critic has caught up with the latest real data; 0: off. 100 on laggy
     # reacher2, seeds 0-5 and 12-17: +5.8 / +4.0 points of the gaps (SE 3.9 / 2.6) against the preset's reruns, 95.2 %
-    # / 88.6 %: the best of these levers, not significant, so not the default (README "Five more levers");
-    # the reacher2 preset sets it with sac.critic_lr since stop 51 (README "Two timescales").
+    # / 88.6 %: the best of these levers, not significant, so not the default (docs/loop_results.md "Five more levers");
+    # the reacher2 preset sets it with sac.critic_lr since stop 51 (docs/loop_results.md "Two timescales").
     rejected_critic_warmup_updates: int = 0
     # How many of the round's SAC iterates push validation scores: the latest and the ones before it, one every
     # `update_chunk` updates since the last validation. The one the model predicts best is pushed if it does at
     # least as well as the deployed one (and SAC goes on from it); 1: the latest iterate only. 3 on laggy reacher2,
     # seeds 0-5 and 12-17: 93.1 % / 85.7 % of the gaps against the preset's 89.5 % / 84.5 % on the same seeds
-    # (paired +3.7 / +1.2 points, SE 2.1 / 1.1): a hint, not significant, so not the default (README).
+    # (paired +3.7 / +1.2 points, SE 2.1 / 1.1): a hint, not significant, so not the default (docs/loop_results.md).
     validation_candidates: int = 1
     # Shorter steps push validation also scores: each fraction f in (0, 1) adds the candidate deployed + f x (latest
     # iterate - deployed), a backtracking line search along SAC's step (TRPO: Schulman et al. 2015, Appendix C); the
     # one pushed is the model's best of all candidates if at least as good as the deployed one, and SAC goes on from
     # it. [1.0]: the iterates only (as before). [1.0, 0.5, 0.25] on laggy reacher2 (seeds 0-4) pushed more rounds and
-    # lost: -3.2 / -8.1 points of the gaps (SE 3.7 / 2.1) against the preset's reruns (README "Five more levers").
+    # lost: -3.2 / -8.1 points of the gaps (SE 3.7 / 2.1) against the preset's reruns (docs/loop_results.md "Five more
+    # levers").
     validation_step_fractions: list[float] = field(default_factory=lambda: [1.0])
     # What push validation compares candidates and the deployed policy by (the scores of `selection_score`):
     # "return", the model-predicted return; "final_distance" (reach), the predicted distance after the last step.
     # Laggy reacher2, seeds 0-5 and 12-17: -0.4 / -1.9 points of the gaps (SE 3.4 / 3.0) against the preset's reruns:
-    # not kept (README "Five more levers").
+    # not kept (docs/loop_results.md "Five more levers").
     validation_score: Literal["return", "final_distance"] = "return"
     # After N rounds rejected in a row the next round pushes its best candidate unvalidated: the model is fitted on
     # the deployed policy's own data and may favour it over any policy it has seen no data of (on laggy reacher2 most
     # runs rejected every round of the budget's second half), so the robot tries one (an exploration push; the final
     # selection still chooses among all pushed versions). 0: never (as before). 4 on laggy reacher2 (seeds 0-5): 1-3
     # forced pushes per run, then validation passes again (15-24 rounds pushed, not 3-17), +2.2 / -0.8 points of the
-    # gaps (SE 6.5 / 2.3): not kept (README "Five more levers").
+    # gaps (SE 6.5 / 2.3): not kept (docs/loop_results.md "Five more levers").
     validation_max_rejections: int = 0
 
     def __post_init__(self) -> None:
