@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import process_alive
+from tests.transport.conftest import until
+
 CHILD = """
 import signal, sys, time
 from robodyna.lifetime import exit_with_parent, parent_gone
@@ -36,23 +39,6 @@ p.wait()
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-def _wait_for(pred, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_a_child_whose_clean_stop_hangs_is_ended_grace_s_after_its_parent_dies(tmp_path: Path) -> None:
     marks, err = tmp_path / "marks.txt", tmp_path / "child.err"
@@ -61,15 +47,15 @@ def test_a_child_whose_clean_stop_hangs_is_ended_grace_s_after_its_parent_dies(t
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     try:
-        assert _wait_for(lambda: marks.exists() and "ready" in marks.read_text(), 60), "the child never started"
+        assert until(lambda: marks.exists() and "ready" in marks.read_text(), 60), "the child never started"
         assert "ready parent_gone=False" in marks.read_text()
         time.sleep(1.5)  # longer than grace_s: nothing ends the child while its parent lives
-        assert _alive(child)
+        assert process_alive(child)
         parent.kill()
         parent.wait()
-        assert _wait_for(lambda: not _alive(child), 20), "the child outlived its parent's death by 20 s"
+        assert until(lambda: not process_alive(child), 20), "the child outlived its parent's death by 20 s"
     finally:
-        if _alive(child):
+        if process_alive(child):
             os.kill(child, signal.SIGKILL)
     assert "term parent_gone=True" in marks.read_text()  # its clean stop was asked for, and knew why
     assert "clean stop has not ended: exiting" in err.read_text()

@@ -24,6 +24,7 @@ import pytest
 from robodyna.data.store import EpisodeStore
 from robodyna.loop.config import LoopConfig, load_loop_config
 from robodyna.loop.run import LoopRun
+from tests.conftest import process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
@@ -188,15 +189,6 @@ def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) 
     assert any(not np.allclose(w, parts[-1][k]) for k, w in averaged.items())  # not the final iterate itself
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_loop_killed_with_sigkill_takes_its_trainer_and_controller_with_it(tmp_path: Path) -> None:
     import subprocess
@@ -217,14 +209,14 @@ def test_loop_killed_with_sigkill_takes_its_trainer_and_controller_with_it(tmp_p
                 for e in map(json.loads, (rd / "events.jsonl").read_text().splitlines()):
                     if e["event"] in ("trainer_started", "controller_started"):
                         pids[e["event"].split("_")[0]] = e["pid"]
-        assert all(_alive(p) for p in pids.values())
+        assert all(process_alive(p) for p in pids.values())
     finally:
         loop.kill()  # no clean stop of its own: the kernel tells the children
         loop.wait()
     end = time.monotonic() + 90  # a clean stop, else lifetime.EXIT_GRACE_S (45 s) ends it
-    while time.monotonic() < end and any(_alive(p) for p in pids.values()):
+    while time.monotonic() < end and any(process_alive(p) for p in pids.values()):
         time.sleep(0.2)
-    left = {k: p for k, p in pids.items() if _alive(p)}
+    left = {k: p for k, p in pids.items() if process_alive(p)}
     for p in left.values():
         os.kill(p, signal.SIGKILL)
     assert not left, f"orphans still running after the loop was killed: {left}"

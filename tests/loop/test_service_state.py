@@ -4,6 +4,7 @@ safe checkpoint loader once refused the b"" of an empty array)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,54 +63,55 @@ def test_warm_start_keeps_the_checkpoint_network_shapes_when_the_preset_defaults
         env.close()
 
 
-def test_trainer_service_warm_starts_the_shipped_checkpoint_with_its_own_critic(tmp_path: Path) -> None:
-    from robodyna.loop.trainer import ServiceConfig, TrainerService
+CKPT = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+
+
+def _service(tmp_path: Path, name: str, cfg: Any, warm: bool = True) -> Any:
+    """A reacher2 trainer service in ``tmp_path/name`` (warm-started from the shipped checkpoint unless ``warm`` is
+    False; the trainer's keys made once in ``tmp_path/keys``); it resumes from a ``learner.pt`` already there."""
+    from robodyna.loop.trainer import TrainerService
     from robodyna.transport.keys import generate_keys
 
-    generate_keys(tmp_path / "keys", "trainer")
-    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+    if not (tmp_path / "keys").is_dir():
+        generate_keys(tmp_path / "keys", "trainer")
+    return TrainerService("reacher2", tmp_path / name, "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                          init_checkpoint=CKPT if warm else None)
+
+
+def test_trainer_service_warm_starts_the_shipped_checkpoint_with_its_own_critic(tmp_path: Path) -> None:
+    from robodyna.loop.trainer import ServiceConfig
+
     cfg = ServiceConfig(algo_overrides=["sac.compile=false"])
-    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
-                         init_checkpoint=ckpt)
+    svc = _service(tmp_path, "svc", cfg)
     assert not svc.learner.agent.critic.layer_norm and svc.learner.cfg.ensemble.normalizer == "first_fit"
-    fresh = TrainerService("reacher2", tmp_path / "fresh", "tcp://127.0.0.1:0", tmp_path / "keys", cfg)
+    fresh = _service(tmp_path, "fresh", cfg, warm=False)
     assert fresh.learner.agent.critic.layer_norm  # the preset's own default
 
 
 def test_a_warm_start_takes_the_configs_learning_rate_and_keeps_the_critic_warm_up_across_a_resume(
         tmp_path: Path) -> None:
-    from robodyna.loop.trainer import ServiceConfig, TrainerService
-    from robodyna.transport.keys import generate_keys
+    from robodyna.loop.trainer import ServiceConfig
 
-    generate_keys(tmp_path / "keys", "trainer")
-    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
     cfg = ServiceConfig(algo_overrides=["sac.compile=false", "sac.lr=0.0001"], critic_warmup_updates=500)
-    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
-                         init_checkpoint=ckpt)
+    svc = _service(tmp_path, "svc", cfg)
     agent = svc.learner.agent
     assert {g["lr"] for g in agent.optim.param_groups} == {1e-4}  # not the checkpoint's 3e-4
     sim_updates = agent.n_updates
     assert sim_updates > 0 and agent.actor_frozen_until == sim_updates + 500
     svc._save()
-    resumed = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
-                             init_checkpoint=ckpt)
+    resumed = _service(tmp_path, "svc", cfg)
     assert resumed.learner.agent.actor_frozen_until == sim_updates + 500
 
 
 def test_the_refresh_schedulers_data_and_deferral_marks_survive_a_resume(tmp_path: Path) -> None:
     """A restarted trainer counts ``min_updates_between`` from the same marks as before (data and deferral)."""
-    from robodyna.loop.trainer import ServiceConfig, TrainerService
-    from robodyna.transport.keys import generate_keys
+    from robodyna.loop.trainer import ServiceConfig
 
-    generate_keys(tmp_path / "keys", "trainer")
-    ckpt = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
     cfg = ServiceConfig(algo_overrides=["sac.compile=false"])
-    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
-                         init_checkpoint=ckpt)
+    svc = _service(tmp_path, "svc", cfg)
     svc.scheduler.updates_at_data, svc.scheduler.updates_at_defer = 1200, 1500
     svc._save()
-    resumed = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
-                             init_checkpoint=ckpt)
+    resumed = _service(tmp_path, "svc", cfg)
     assert (resumed.scheduler.updates_at_data, resumed.scheduler.updates_at_defer) == (1200, 1500)
 
 
