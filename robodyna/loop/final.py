@@ -1,6 +1,6 @@
 """The adapted policy a loop ends with, chosen by the learned model among the versions it pushed.
 
-``trainer.final_selection: model`` (robodyna/loop/trainer.py): the candidates are the actor weights of the
+``trainer.final_selection: model`` (robodyna/loop/publish.py): the candidates are the actor weights of the
 simulation policy and of every pushed version (``policies/actor_vN.pt``, kept as they are pushed, so a restarted
 trainer still has them) plus the averaged actor; each is rolled out for one episode in the final model from real
 episode starts with fresh goals (:mod:`robodyna.learn.select`), and the one with the highest predicted return is
