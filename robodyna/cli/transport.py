@@ -102,7 +102,7 @@ def _trainer_service(a: argparse.Namespace) -> int:
         raise ValueError("--learn needs --out DIR (service directory) and --keys DIR")
     cfg = load_loop_config(a.learn)
     svc = TrainerService(cfg.robot, a.out, a.bind, a.keys, cfg.trainer, init_checkpoint=a.init_checkpoint,
-                         seed=cfg.seed)
+                         seed=cfg.seed, first_episodes=cfg.controller.first_episodes)
     stop = _stop_event()
     def watch() -> None:
         stop.wait()

@@ -40,6 +40,12 @@ class ServiceConfig:
     return_horizon: int = 0  # model-predicted return horizon for the return gap (0: the episode length)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     robot_wait_s: float = 600.0  # give up when no robot connects within this long
+    # Lockstep rounds: SAC waits while a refresh (or the robot's first episodes) is outstanding, and the rows are
+    # ingested in one piece once all of them have arrived, so every update, refit and decision happens at the same
+    # real-step and update counts however fast either side runs: a run is repeatable bit for bit on a busy machine
+    # (results budgeted in real steps give the same answer). false: SAC goes on while the robot collects, and how
+    # many updates fit in that time depends on the machine.
+    lockstep: bool = False
     # SAC updates wait until the model buffer holds a batch of rollouts branched by a model refit on this robot's
     # data (MBPO §4: the policy learns from model rows plus real_ratio real ones). Without the wait, the first
     # refit period's few hundred real rows alone get updates_per_step updates each and overfit the sim critic.

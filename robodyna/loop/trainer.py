@@ -10,6 +10,8 @@
   swaps it in at its next episode;
 - refresh scheduling (:mod:`robodyna.loop.refresh`) decides when to ask the robot for fresh episodes under the
   current policy, until the real-step budget is spent.
+- with ``lockstep`` SAC waits while a refresh is outstanding and its rows go in once all have arrived, so a run
+  is the same bit for bit however fast the robot, the link or the machine is.
 
 The learner is warm-started from a simulation checkpoint (its agent and model; optionally its real buffer) or
 starts fresh. Everything the service decides goes to CSV files in its directory, and its metrics against real
@@ -72,10 +74,12 @@ class TrainerService(PolicyOut):
         bind: ZeroMQ endpoint (``tcp://127.0.0.1:0``: a free port; written to ``out/endpoint``).
         keys_dir: trainer keys and the allowed robots' public keys.
         init_checkpoint: stage-1 simulation checkpoint to warm-start from (ignored when resuming).
+        first_episodes: episodes the robot runs before any request (``controller.first_episodes``): with
+            ``lockstep`` a fresh service waits for them as for a refresh.
     """
 
     def __init__(self, robot: str, out: str | Path, bind: str, keys_dir: str | Path, cfg: ServiceConfig,
-                 init_checkpoint: str | Path | None = None, seed: int = 0) -> None:
+                 init_checkpoint: str | Path | None = None, seed: int = 0, first_episodes: int = 0) -> None:
         from robodyna.identity import Identity
         from robodyna.transport.keys import TrainerKeys
         from robodyna.transport.trainer import TrainerServer
@@ -153,6 +157,11 @@ class TrainerService(PolicyOut):
         elif warm is not None:
             self._warm_start(warm, str(init_checkpoint))
         self._catch_up()
+        self._inbox: list[tuple[str, Transitions]] = []  # lockstep: rows received, not yet ingested
+        if cfg.lockstep and self.real_steps == 0 and first_episodes > 0:  # the robot's first episodes, unasked
+            self.outstanding = {"t": time.monotonic(), "reason": "first_episodes", "value": 0.0,
+                                "episodes": first_episodes, "until": first_episodes * self.episode_steps,
+                                "asked": False}
         self.server = TrainerServer(bind, self.out / "store", TrainerKeys.load(keys_dir),
                                     expected=Identity.of(self.spec))
 
@@ -320,18 +329,30 @@ class TrainerService(PolicyOut):
         self._partial[robot] = [Transitions.from_columns({k: v[s:] for k, v in rest.items()})] if s < len(b) else []
 
     def _drain(self, timeout: float) -> int:
-        got = 0
+        """Ingest the rows received (waiting up to ``timeout`` for some); returns how many were ingested. With
+        ``lockstep`` the rows of an outstanding request wait until all of them are here, then go in as one piece
+        per robot (the model's error on the newest data is then measured on the same rows however they arrived)."""
+        got: list[tuple[str, Transitions]] = []
         try:
-            robot, tr = self.server.batches.get(timeout=timeout)
+            got.append(self.server.batches.get(timeout=timeout))
+            while True:
+                got.append(self.server.batches.get_nowait())
         except queue.Empty:
+            pass
+        if not self.cfg.lockstep:
+            for robot, tr in got:
+                self._ingest(robot, tr)
+            return sum(len(tr) for _, tr in got)
+        self._inbox += got
+        o, pending = self.outstanding, sum(len(tr) for _, tr in self._inbox)
+        if not pending or (o is not None and self.real_steps + pending < o["until"]):
             return 0
-        while True:
-            self._ingest(robot, tr)
-            got += len(tr)
-            try:
-                robot, tr = self.server.batches.get_nowait()
-            except queue.Empty:
-                return got
+        inbox, self._inbox = self._inbox, []
+        for robot in dict.fromkeys(r for r, _ in inbox):
+            parts = [tr for r, tr in inbox if r == robot]
+            b = parts[0].batch
+            self._ingest(robot, parts[0] if len(parts) == 1 else Transitions.concat(parts, b.obs_dim, b.act_dim))
+        return pending
 
     # -- signals -------------------------------------------------------------------------------------------
     def signals(self) -> dict[str, float]:
@@ -375,10 +396,11 @@ class TrainerService(PolicyOut):
         t_wait = time.monotonic()
         try:
             while not self._stop.is_set():
-                got = self._drain(0.0 if lr.updates_allowed > lr.n_updates else 0.05)
+                waiting = cfg.lockstep and self.outstanding is not None  # SAC waits for the round's rows
+                got = self._drain(0.0 if lr.updates_allowed > lr.n_updates and not waiting else 0.05)
                 if got:
                     self._data_arrived()
-                may = self._may_update()
+                may = not (cfg.lockstep and self.outstanding is not None) and self._may_update()
                 if may:
                     self._anneal_lr()
                 did = lr.update(cfg.update_chunk) if may else 0
@@ -403,6 +425,8 @@ class TrainerService(PolicyOut):
                     continue
                 t_wait = time.monotonic()
                 if self.outstanding is not None:
+                    if not self.outstanding.get("asked", True):
+                        continue  # the robot's first episodes: nothing to ask again
                     if time.monotonic() - self.outstanding["t"] > cfg.refresh.request_timeout_s:
                         log.warning("refresh request of round %d unanswered for %.0f s: sending it again",
                                     self.round, cfg.refresh.request_timeout_s)

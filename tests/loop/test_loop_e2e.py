@@ -161,6 +161,26 @@ def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: 
     check_no_real_data_lost(rd)
 
 
+def test_a_lockstep_loop_repeats_bit_for_bit_whether_the_robot_runs_at_its_real_rate_or_flat_out(
+        tmp_path: Path) -> None:
+    # paced: 50 Hz, a second per episode, in which a trainer not in lockstep runs more SAC updates than while an
+    # unpaced robot collects the same episode (so without lockstep the two runs part at the first refresh)
+    runs = {}
+    for pace in ("false", "true"):
+        rd = runs[pace] = tmp_path / f"pace_{pace}"
+        LoopRun.create(cfg("trainer.lockstep=true", f"controller.pace={pace}", "trainer.real_step_budget=250",
+                           "eval.episodes=1"), rd).run()
+    fast, paced = (sorted((runs[p] / "trainer" / "policies").glob("policy_v*.onnx")) for p in ("false", "true"))
+    assert len(fast) >= 3 and [f.name for f in fast] == [f.name for f in paced]
+    for a, b in zip(fast, paced):
+        wa, wb = onnx_weights(a), onnx_weights(b)
+        assert all(np.array_equal(w, wb[k]) for k, w in wa.items()), f"{a.name}: weights differ"
+    for name in ("refresh.csv", "validation.csv", "policies.csv"):
+        ra, rb = ([{k: v for k, v in r.items() if k != "wall_s"} for r in rows(runs[p] / "trainer" / name)]
+                  for p in ("false", "true"))
+        assert ra == rb, name
+
+
 def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) -> None:
     rd = tmp_path / "run"
     c = cfg("reality=nominal", "inject.after_real_steps=200", "inject.reality=heavy", "trainer.real_step_budget=450",
