@@ -160,8 +160,8 @@ class TrainerService(PolicyOut):
         self._inbox: list[tuple[str, Transitions]] = []  # lockstep: rows received, not yet ingested
         if cfg.lockstep and self.real_steps == 0 and first_episodes > 0:  # the robot's first episodes, unasked
             self.outstanding = {"t": time.monotonic(), "reason": "first_episodes", "value": 0.0,
-                                "episodes": first_episodes, "until": first_episodes * self.episode_steps,
-                                "asked": False}
+                                "episodes": first_episodes, "until": first_episodes * self.episode_steps}
+            # (a robot that lost them, restarted, is asked for them after refresh.request_timeout_s)
         self.server = TrainerServer(bind, self.out / "store", TrainerKeys.load(keys_dir),
                                     expected=Identity.of(self.spec))
 
@@ -425,8 +425,6 @@ class TrainerService(PolicyOut):
                     continue
                 t_wait = time.monotonic()
                 if self.outstanding is not None:
-                    if not self.outstanding.get("asked", True):
-                        continue  # the robot's first episodes: nothing to ask again
                     if time.monotonic() - self.outstanding["t"] > cfg.refresh.request_timeout_s:
                         log.warning("refresh request of round %d unanswered for %.0f s: sending it again",
                                     self.round, cfg.refresh.request_timeout_s)
