@@ -7,10 +7,10 @@ runs them (behind the robot's safety filter). About 5 minutes on 2 cores. Measur
 the preset (README, `tools/bench/sim2real.py --budget 2000`): sim-only 46.5 % within 1.5 cm (median final distance
 1.71 cm) -> adapted 75-80 % (median 0.72-0.96 cm; earlier presets 69-85 %). The thresholds below ask for less than
 half of the smallest success gain seen (16 of 200 more targets hit, against 45) and 2 mm of the 7-11 mm median gain
-seen: with fits capped in gradient steps the runs repeated exactly, but the trainer keeps updating while the
-controller collects, so nothing guarantees it. The mean final distance is not
-asserted: a few far misses move it (without the filter in the policy, seed 2 ended 1.71 cm adapted against 1.94 cm
-sim-only, 1.40 cm with the fixed schedule).
+seen. In lockstep (``trainer.lockstep``, the default since stop 55) the run repeats bit for bit however busy the
+machine: 85.5 % / median 0.60 cm on this machine's bench (another CPU may round differently). The mean final
+distance is not asserted: a few far misses move it (without the filter in the policy, seed 2 ended 1.71 cm adapted
+against 1.94 cm sim-only, 1.40 cm with the fixed schedule).
 """
 
 from __future__ import annotations
