@@ -44,7 +44,7 @@ class ServiceConfig:
     # ingested in one piece once all of them have arrived, so every update, refit and decision happens at the same
     # real-step and update counts however fast either side runs: a run is repeatable bit for bit on a busy machine
     # (results budgeted in real steps give the same answer). false (before stop 55): SAC goes on while the robot
-    # collects, and how many updates fit in that time depends on the machine. Laggy reacher2, seeds 0-11: level
+    # collects, and how many updates fit in that time depends on the machine. Laggy reacher2, seeds 0-17: level
     # with the preset's runs without it (docs/loop_results.md "Measured since (stop 55)").
     lockstep: bool = True
     # SAC updates wait until the model buffer holds a batch of rollouts branched by a model refit on this robot's
