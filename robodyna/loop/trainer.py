@@ -396,11 +396,10 @@ class TrainerService(PolicyOut):
         t_wait = time.monotonic()
         try:
             while not self._stop.is_set():
-                waiting = cfg.lockstep and self.outstanding is not None  # SAC waits for the round's rows
-                got = self._drain(0.0 if lr.updates_allowed > lr.n_updates and not waiting else 0.05)
+                got = self._drain(0.0 if lr.updates_allowed > lr.n_updates and not self._awaiting_rows() else 0.05)
                 if got:
                     self._data_arrived()
-                may = not (cfg.lockstep and self.outstanding is not None) and self._may_update()
+                may = not self._awaiting_rows() and self._may_update()  # again: the drain may have ended the wait
                 if may:
                     self._anneal_lr()
                 did = lr.update(cfg.update_chunk) if may else 0
@@ -453,6 +452,10 @@ class TrainerService(PolicyOut):
             return
         total = max(1, lr.cfg.updates_per_step * self.cfg.real_step_budget)
         lr.agent.set_lr(lr.cfg.sac.lr * (1.0 - (1.0 - f) * min(1.0, lr.n_updates / total)))
+
+    def _awaiting_rows(self) -> bool:
+        """``lockstep``: SAC waits for the outstanding request's rows."""
+        return self.cfg.lockstep and self.outstanding is not None
 
     def _may_update(self) -> bool:
         """SAC may update (``updates_wait_for_model``): once the model has been refitted on this robot's data and
