@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import robodyna
 from robodyna.learn.config import load_algo_config
@@ -36,6 +37,7 @@ def final_distances(policy, seeds: range) -> np.ndarray:  # type: ignore[no-unty
     return np.asarray(out)
 
 
+@pytest.mark.heavy
 def test_short_panda_mbpo_run_improves_final_distance_over_random(tmp_path: Path) -> None:
     cfg = load_algo_config("mbpo", "panda", ["seed=0", f"eval_every={STEPS}", "eval_episodes=1", "sac.num_threads=1",
                                              "checkpoint_every=1000000"])

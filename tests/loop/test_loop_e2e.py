@@ -26,6 +26,10 @@ from robodyna.loop.config import LoopConfig, load_loop_config
 from robodyna.loop.run import LoopRun
 from tests.conftest import process_alive
 
+# make test runs these beside the other heavy tests: the loops are in lockstep (the same rows and weights however busy
+# the cores) and their time limits are minutes
+pytestmark = pytest.mark.heavy
+
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
 

@@ -23,7 +23,7 @@ from robodyna.loop.config import load_loop_config
 from robodyna.loop.run import LoopRun
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(1500)
 def test_default_loop_makes_the_real_robot_more_precise_than_the_sim_only_policy(tmp_path: Path) -> None:
     cfg = load_loop_config("reacher2", ["timeout_s=1200"])
