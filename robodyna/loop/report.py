@@ -98,9 +98,11 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     if sig:
         ax.semilogy(_col(sig, "real_steps"), _col(sig, "new_error"), ".-", label="1-step error, newest real data")
         ax.semilogy(_col(sig, "real_steps"), _col(sig, "fitted_error"), ".-", label="1-step error, fitted data")
+        ax.legend()
+    else:  # a loop that stopped before the first refit on real data
+        ax.text(0.5, 0.5, "no model fit on real data yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("real steps")
     ax.set_ylabel("model MSE")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(plots / "model_error.png", dpi=90)
     plt.close(fig)
