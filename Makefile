@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
-# The heavy tests (minutes of training each, results independent of machine load) run two at a time, one per core;
-# everything else, timing-sensitive tests included, runs alone afterwards as before.
+# Everything but the heavy tests runs first, one test at a time as before (timing-sensitive tests included); then the
+# heavy ones (minutes of training each, results independent of machine load) run two at a time, one per core.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not heavy" tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy -n 2 --dist worksteal tests
