@@ -14,6 +14,10 @@ Gap recovered = (R_x − R_sim) / (R_oracle − R_sim), for success rate and for
 ``LoopRun`` in ``--out/PROFILE/seedN/VARIANT``; results go to ``--out/results.json`` and one line per run is
 printed. Expensive: ``--profiles weak --seeds 1 --variants loop`` is the smallest useful call.
 
+With a dynamics change injected mid-run (``--set inject.after_real_steps=N --set inject.reality=X``: the "real"
+robot is the profile for its first N real steps, then X), every policy and the oracle are scored on X, the robot
+the run ends on: the gap is the one the change opened, and the loop has the steps after N to close it.
+
 Seed ``s`` seeds the learner (``seed``) and the "real" robot's episodes (``controller.seed`` = the config's + ``s``:
 the targets it is given), so seeds are independent runs; the variants of one seed see the same targets.
 """
@@ -83,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     for prof in a.profiles:
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             row: dict[str, Any] = {"profile": prof, "seed": seed, "budget": a.budget}
-            robot_seed = load_loop_config(a.config, a.overrides).controller.seed + seed
+            base = load_loop_config(a.config, [*a.overrides, f"reality={prof}"])
+            robot_seed = base.controller.seed + seed
+            scored_on = base.inject.reality if base.inject.after_real_steps > 0 else prof
+            row["scored_on"] = scored_on
             for v in a.variants:
                 rd = out / prof / f"seed{seed}" / v
                 ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}", f"controller.seed={robot_seed}",
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                       f" cm {row[v].get('success_rate', 0) * 100:.0f}% ({row[v]['real_steps']} real steps)",
                       flush=True)
             if a.oracle_steps or a.oracle_checkpoint:
-                row["oracle"] = oracle(load_loop_config(a.config, a.overrides), prof, seed, a.oracle_steps,
+                row["oracle"] = oracle(base, scored_on, seed, a.oracle_steps,
                                        out / prof / f"seed{seed}" / "oracle", a.oracle_checkpoint)
                 for v in a.variants:
                     for k in ("mean_final_distance_m", "success_rate"):
