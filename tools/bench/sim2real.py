@@ -12,7 +12,8 @@ For each reality profile and seed, on the "real" robot (the profile), all at the
 
 Gap recovered = (R_x − R_sim) / (R_oracle − R_sim), for success rate and for final distance. Every run is a
 ``LoopRun`` in ``--out/PROFILE/seedN/VARIANT``; results go to ``--out/results.json`` and one line per run is
-printed. Expensive: ``--profiles weak --seeds 1 --variants loop`` is the smallest useful call.
+printed; ``tools/bench/paired.py`` compares two variants seed by seed across results files. Expensive:
+``--profiles weak --seeds 1 --variants loop`` is the smallest useful call.
 
 With a dynamics change injected mid-run (``--set inject.after_real_steps=N --set inject.reality=X``: the "real"
 robot is the profile for its first N real steps, then X), every policy and the oracle are scored on X, the robot
