@@ -226,7 +226,9 @@ def test_loop_killed_with_sigkill_takes_its_trainer_and_controller_with_it(tmp_p
     try:
         end = time.monotonic() + 180
         rec_dir = rd / "controller" / "record"
-        while len(pids) < 2 or not rec_dir.is_dir() or EpisodeStore(rec_dir).num_transitions < 100:
+        # the store is readable once its meta.json is (written atomically after the folder is made: a CI run
+        # once polled in between)
+        while len(pids) < 2 or not (rec_dir / "meta.json").is_file() or EpisodeStore(rec_dir).num_transitions < 100:
             assert time.monotonic() < end and loop.poll() is None, (pids, loop.returncode)
             time.sleep(0.2)
             if (rd / "events.jsonl").exists():
