@@ -17,7 +17,8 @@ printed; ``tools/bench/paired.py`` compares two variants seed by seed across res
 
 With a dynamics change injected mid-run (``--set inject.after_real_steps=N --set inject.reality=X``: the "real"
 robot is the profile for its first N real steps, then X), every policy and the oracle are scored on X, the robot
-the run ends on: the gap is the one the change opened, and the loop has the steps after N to close it.
+the run ends on (the reality the run's own evaluation used: a budget that ends before N scores on the profile);
+the gap is the one the change opened, and the loop has the steps after N to close it.
 
 Seed ``s`` seeds the learner (``seed``) and the "real" robot's episodes (``controller.seed`` = the config's + ``s``:
 the targets it is given), so seeds are independent runs; the variants of one seed see the same targets.
@@ -88,10 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     for prof in a.profiles:
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             row: dict[str, Any] = {"profile": prof, "seed": seed, "budget": a.budget}
-            base = load_loop_config(a.config, [*a.overrides, f"reality={prof}"])
+            base = load_loop_config(a.config, a.overrides)
             robot_seed = base.controller.seed + seed
-            scored_on = base.inject.reality if base.inject.after_real_steps > 0 else prof
-            row["scored_on"] = scored_on
             for v in a.variants:
                 rd = out / prof / f"seed{seed}" / v
                 ov = [*a.overrides, *VARIANTS[v], f"reality={prof}", f"seed={seed}", f"controller.seed={robot_seed}",
@@ -106,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                     run = LoopRun.create(cfg, rd)
                 res = run.run()
                 row["sim"] = res["eval"]["sim_only"]
+                row["scored_on"] = res["eval"]["reality"]  # the robot the run ended on (after any injected change)
                 row[v] = res["eval"]["adapted"] | {"real_steps": res["summary"]["real_steps"]}
                 print(f"{prof} seed {seed} {v:6s}: sim-only {row['sim']['mean_final_distance_m'] * 100:.2f} cm "
                       f"{row['sim'].get('success_rate', 0) * 100:.0f}% -> {row[v]['mean_final_distance_m'] * 100:.2f}"
                       f" cm {row[v].get('success_rate', 0) * 100:.0f}% ({row[v]['real_steps']} real steps)",
                       flush=True)
             if a.oracle_steps or a.oracle_checkpoint:
-                row["oracle"] = oracle(base, scored_on, seed, a.oracle_steps,
+                row["oracle"] = oracle(base, row["scored_on"], seed, a.oracle_steps,
                                        out / prof / f"seed{seed}" / "oracle", a.oracle_checkpoint)
                 for v in a.variants:
                     for k in ("mean_final_distance_m", "success_rate"):
