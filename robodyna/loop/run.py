@@ -188,15 +188,16 @@ class LoopRun:
     def stage2(self, ckpt: Path) -> dict[str, Any]:
         cfg = self.cfg
         self._keys()
+        # a run resumed past an injected change continues (and is evaluated) on the robot it had changed to
+        injected = cfg.inject.after_real_steps <= 0 or self._recorded() >= cfg.inject.after_real_steps
+        if cfg.inject.after_real_steps > 0 and injected:
+            self.reality = cfg.inject.reality
         summary_path = self.tdir / "summary.json"
         if summary_path.exists() and json.loads(summary_path.read_text()).get("done"):
             return json.loads(summary_path.read_text())
         fresh = self._recorded() == 0
         endpoint = self._start_trainer(ckpt)
         self._start_controller(endpoint, cfg.controller.first_episodes if fresh else 0)
-        injected = cfg.inject.after_real_steps <= 0 or self._recorded() >= cfg.inject.after_real_steps
-        if cfg.inject.after_real_steps > 0 and injected:
-            self.reality = cfg.inject.reality
         restarts = {"trainer": 0, "controller": 0}
         end = time.monotonic() + cfg.timeout_s
         try:

@@ -190,7 +190,13 @@ def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) 
     c = cfg("reality=nominal", "inject.after_real_steps=200", "inject.reality=heavy", "trainer.real_step_budget=450",
             "eval.episodes=2", "trainer.refresh.policy_age=100", "trainer.refresh.return_gap=100",
             "trainer.final_selection=average")
-    LoopRun.create(c, rd).run()
+    first_eval = LoopRun.create(c, rd).run()["eval"]
+    assert first_eval["reality"] == "heavy"
+    # resumed after it finished (to re-evaluate): still the robot it changed to, not the one it started on
+    again = LoopRun.resume(rd)
+    again.stage2(CKPT)
+    assert again.reality == "heavy"
+    assert again.evaluate()["adapted"] == first_eval["adapted"]
     dec = rows(rd / "trainer" / "refresh.csv")
     change = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()
               if json.loads(x)["event"] == "dynamics_change"]
