@@ -196,6 +196,15 @@ class Learner:
             assert self.model_buf is not None
             self.model_buf.clear()
 
+    def forget_real(self) -> int:
+        """Forget the real rows held so far and the model rows branched from them (after a dynamics change: they
+        describe another robot); counters and the model's and agent's weights stay. Returns the rows forgotten."""
+        n = len(self.real)
+        self.real.clear()
+        if self.model_buf is not None:
+            self.model_buf.clear()
+        return n
+
     def rollout_round(self) -> Batch:
         """Branch ``rollout_batch`` k-step rollouts from real start states with the latest policy (MBPO §4) into
         the model buffer (FIFO holding ``model_retain_epochs`` epochs of rounds); returns the rollout batch."""

@@ -68,6 +68,11 @@ class RefreshConfig:
     # the round's policy (SAC goes on from the deployed weights for another min_updates_between), so the robot's
     # time goes to policies the model predicts better; the model-error signal, max_updates and the cap never wait
     defer_rejected: bool = False
+    # a dynamics change: when the newest real data's one-step error exceeds this many times the fitted error of a
+    # model refitted on this robot's data, the rows before it describe another robot. The learner then forgets
+    # them (its real and model buffers; the store keeps every row) and starts as on a new robot: SAC waits for a
+    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never
+    forget_on_change_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("drift", "fixed"):
@@ -78,6 +83,9 @@ class RefreshConfig:
         thresholds = (self.model_error_ratio, self.policy_age, self.return_gap, self.state_novelty)
         if min(thresholds) <= 0 or self.request_timeout_s <= 0:
             raise ValueError("refresh thresholds and request_timeout_s must be > 0")
+        if not self.forget_on_change_ratio >= 0:
+            raise ValueError("refresh.forget_on_change_ratio must be >= 0 (0: never), got "
+                             f"{self.forget_on_change_ratio}")
 
 
 # ------------------------------------------------------------------------------------------------ signals
@@ -101,6 +109,13 @@ def return_gap(predicted: float, real: float) -> float:
     if not np.isfinite(predicted) or not np.isfinite(real):
         return float("nan")
     return float(abs(predicted - real) / max(1.0, abs(real)))
+
+
+def dynamics_changed(new_error: float, fitted_error: float, refitted_on_robot: bool, ratio: float) -> bool:
+    """A dynamics change: a model refitted on this robot's rows (not only the warm start's) predicts the newest
+    rows ``ratio`` times worse than the rows it was fitted on. ``ratio`` 0: never."""
+    r = model_error_ratio(new_error, fitted_error)
+    return ratio > 0 and refitted_on_robot and np.isfinite(r) and r > ratio
 
 
 def nearest_distances(points: np.ndarray, data: np.ndarray, chunk: int = 1024) -> np.ndarray:

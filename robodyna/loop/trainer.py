@@ -55,6 +55,7 @@ from robodyna.loop.refresh import (
     Decision,
     RefreshScheduler,
     append_csv,
+    dynamics_changed,
     model_error_ratio,
     policy_age,
 )
@@ -274,12 +275,25 @@ class TrainerService(PolicyOut):
                 # same drain must not hide what the newest data showed the model before it trained on it
                 self.last_new_error = err[0] if self._fresh_error else max(self.last_new_error, err[0])
                 self._fresh_error = False
+                if dynamics_changed(err[0], self.fitted_error, lr.n_fits > self._sim_fits,
+                                    self.cfg.refresh.forget_on_change_ratio):
+                    self._forget(err[0])
         fits = lr.n_fits
         lr.ingest(tr.batch)
         self.real_steps += n
         if lr.n_fits != fits or not np.isfinite(self.fitted_error):
             self._measure_fitted_error()
         self._episodes(robot, tr)
+
+    def _forget(self, new_error: float) -> None:
+        """``refresh.forget_on_change_ratio``: the learner forgets the rows from before a dynamics change and waits,
+        as on a new robot, for a model refit on the rows after it (the store keeps every row)."""
+        n = self.learner.forget_real()
+        self._sim_fits = self.learner.n_fits
+        self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
+        log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
+                    "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
+                    new_error / self.fitted_error, self.fitted_error, n)
 
     def _note_starts(self, robot: str, episode_index: np.ndarray, obs: np.ndarray) -> None:
         first = opening_rows(episode_index, self._last_episode.get(robot))

@@ -1,0 +1,85 @@
+"""A dynamics change the model-error signal detects makes the trainer's learner forget the rows from before it
+(``refresh.forget_on_change_ratio``): real reacher2 episodes from MuJoCo, nominal and then laggy, ingested by a
+trainer service warm-started from the shipped simulation checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from robodyna.data.store_format import EXTRA_DTYPES
+from robodyna.data.store_reader import Transitions
+from robodyna.loop.refresh import RefreshConfig, dynamics_changed
+from robodyna.loop.service_config import ServiceConfig
+
+CKPT = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
+OVERRIDES = ["sac.compile=false", "rollout_batch=500", "ensemble.max_fit_batches=200"]
+
+
+def test_dynamics_changed_needs_a_model_refitted_on_the_robot_and_the_ratio_above_its_threshold() -> None:
+    assert dynamics_changed(0.2, 0.01, True, 10.0)
+    assert not dynamics_changed(0.2, 0.01, False, 10.0)  # only the warm start's model: the robot is new to it
+    assert not dynamics_changed(0.05, 0.01, True, 10.0)
+    assert not dynamics_changed(0.2, 0.01, True, 0.0)  # off
+    assert not dynamics_changed(float("nan"), 0.01, True, 10.0)
+    assert not dynamics_changed(0.2, 0.0, True, 10.0)
+
+
+def test_a_negative_forget_ratio_is_refused_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="forget_on_change_ratio"):
+        RefreshConfig(forget_on_change_ratio=-1.0)
+
+
+def _episode(svc: Any, reality: str, index: int) -> Transitions:
+    """One real episode on ``reality``, the service's current actor acting (deterministic)."""
+    from robodyna.tasks.env import make_env
+
+    env = make_env("reacher2", reality=reality)
+    rows: dict[str, list[Any]] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    try:
+        obs, _ = env.reset(seed=100 + index)
+        done = False
+        while not done:
+            act = np.asarray(svc.learner.act(np.asarray(obs, np.float32), deterministic=True), np.float32)
+            nxt, rew, term, trunc, _ = env.step(act)
+            for k, v in zip(rows, (obs, act, rew, nxt, term, trunc)):
+                rows[k].append(v)
+            obs, done = nxt, bool(term or trunc)
+    finally:
+        env.close()
+    n = len(rows["obs"])
+    cols: dict[str, np.ndarray] = {k: np.asarray(v, np.float32) for k, v in rows.items()}
+    cols["terminated"], cols["truncated"] = (np.asarray(rows[k], np.bool_) for k in ("terminated", "truncated"))
+    cols |= {k: np.zeros(n, t) for k, t in EXTRA_DTYPES.items() if k != "policy_action"}
+    cols["episode_index"][:] = index
+    cols["step_index"] = np.arange(n, dtype=np.int64)
+    cols["policy_version"][:] = svc.learner.policy_version
+    cols["policy_action"] = cols["action"].copy()
+    return Transitions.from_columns(cols)
+
+
+@pytest.mark.parametrize("ratio", [10.0, 0.0])
+def test_a_detected_dynamics_change_makes_the_learner_forget_the_rows_before_it(tmp_path: Path, ratio: float) -> None:
+    from robodyna.loop.trainer import TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    cfg = ServiceConfig(algo_overrides=OVERRIDES, refresh=RefreshConfig(forget_on_change_ratio=ratio))
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=CKPT)
+    lr = svc.learner
+    for i in range(6):  # five nominal episodes: the model is refitted on them at 250 rows; the sixth is predicted
+        svc._ingest("robot0", _episode(svc, "nominal", i))
+    assert lr.n_fits > svc._sim_fits and len(lr.real) == 300  # nominal after nominal is no change
+    fits = lr.n_fits
+    svc._ingest("robot0", _episode(svc, "laggy", 6))  # two ticks of latency: the model is wrong by 20-40x
+    if ratio:
+        assert len(lr.real) == 50 and len(lr.model_buf) == 0
+        assert svc._sim_fits == fits  # SAC waits for a refit on the rows after the change
+        assert not svc._may_update()
+    else:
+        assert len(lr.real) == 350
+    assert lr.n_real == svc.real_steps == 350  # the counters (and the store) keep every row
