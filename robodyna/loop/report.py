@@ -46,6 +46,21 @@ def controller_status(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
+def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
+    """The dynamics changes the loop injected (``events.jsonl``'s ``dynamics_change`` rows; unreadable lines
+    skipped: the log of a run killed mid-write may end in half a line)."""
+    out = []
+    path = run_dir / "events.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("event") == "dynamics_change" and "real_steps" in e:
+            out.append(e)
+    return out
+
+
 def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     import matplotlib
 
@@ -58,6 +73,7 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     eps, refresh, sig = _rows(td / "real_episodes.csv"), _rows(td / "refresh.csv"), _rows(td / "signals.csv")
     ev = result["eval"]
     summary = result["summary"]
+    changes = injected_changes(run_dir)
 
     # 1. real return / final distance / success vs real steps (per round)
     fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -98,6 +114,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     if sig:
         ax.semilogy(_col(sig, "real_steps"), _col(sig, "new_error"), ".-", label="1-step error, newest real data")
         ax.semilogy(_col(sig, "real_steps"), _col(sig, "fitted_error"), ".-", label="1-step error, fitted data")
+        for c in changes:
+            ax.axvline(float(c["real_steps"]), color="r", ls=":", lw=1, label=f"dynamics change ({c['reality']})")
         ax.legend()
     else:  # a loop that stopped before the first refit on real data
         ax.text(0.5, 0.5, "no model fit on real data yet", ha="center", va="center", transform=ax.transAxes)
@@ -143,6 +161,13 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     validated = (f"Validated pushes: the model predicted {kept_off} of {len(validation)} rounds' policies worse than "
                  "the deployed one; those were not pushed (`trainer/validation.csv`)." if validation else
                  "Every round's policy was pushed (no `push_validation`).")
+    change_text = ""
+    for c in changes:
+        after = [r["reason"] for r in refresh if float(r["real_steps"]) > float(c["real_steps"])]
+        change_text += (f" Dynamics change injected at {c['real_steps']} real steps (the robot became "
+                        f"`{c['reality']}`): of the {len(after)} refresh requests after it, "
+                        f"{after.count('model_error_ratio')} were triggered by the model-error signal (red dotted "
+                        "line in the model-error plot).")
     pushed = _rows(td / "policies.csv")
     made = (f" The adapted policy (v{pushed[-1]['version']}): {pushed[-1]['reason']} (`trainer/policies.csv`"
             + (", every candidate's model score in `trainer/selection.csv`)." if (td / "selection.csv").is_file()
@@ -168,7 +193,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         f"learner counters: `{json.dumps(summary.get('counters', {}))}`. {validated}{made}", "",
         "![](plots/real_vs_steps.png)", "",
         "## Model error and drift signals", "",
-        f"Refresh requests by trigger: `{json.dumps(reasons)}` (every decision: `trainer/refresh.csv`).", "",
+        f"Refresh requests by trigger: `{json.dumps(reasons)}` (every decision: `trainer/refresh.csv`).{change_text}",
+        "",
         "![](plots/model_error.png)", "", "![](plots/drift_signals.png)", "",
         "## Controller", "",
         f"Loop timing (last controller process): `{json.dumps({k: loop.get(k) for k in TIMING if k in loop})}`; "

@@ -24,3 +24,29 @@ def test_a_loop_stopped_before_any_real_data_gets_every_plot_and_says_why_withou
     assert "The loop stopped early: the trainer failed 4 times" in text
     for name in ("real_vs_steps", "sim_only_vs_adapted", "model_error", "drift_signals"):
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_the_report_names_an_injected_dynamics_change_and_the_refreshes_the_model_error_triggered_after_it(
+        tmp_path: Path) -> None:
+    import csv
+    import json
+
+    cfg = load_loop_config("reacher2", ["reality=nominal", "inject.after_real_steps=1000", "inject.reality=laggy"])
+    score = {"mean_return": -9.5, "mean_final_distance_m": 0.02, "success_rate": 0.4, "filtered_tick_fraction": 0.3}
+    result = {"summary": {"done": True, "real_steps": 1200, "rounds": 5, "policy_version": 3,
+                          "sim_policy_version": 2},
+              "eval": {"reality": "laggy", "episodes": 5, "sim_only": score | {"policy": "sim_only.onnx"},
+                       "adapted": score | {"policy": "policy_v3.onnx"}}}
+    (tmp_path / "trainer").mkdir()
+    with open(tmp_path / "trainer" / "refresh.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["round", "real_steps", "updates", "reason"])
+        w.writeheader()
+        for i, (steps, reason) in enumerate([(950, "update_cap"), (1050, "model_error_ratio"),
+                                             (1100, "model_error_ratio"), (1150, "policy_age")]):
+            w.writerow({"round": i + 1, "real_steps": steps, "updates": 500 * i, "reason": reason})
+    (tmp_path / "events.jsonl").write_text(
+        json.dumps({"event": "controller_started", "reality": "nominal"}) + "\n"
+        + json.dumps({"event": "dynamics_change", "reality": "laggy", "real_steps": 1000}) + "\n{\"event\": \"dyn")
+    text = write_report(tmp_path, cfg, result).read_text()
+    assert ("Dynamics change injected at 1000 real steps (the robot became `laggy`): of the 3 refresh requests "
+            "after it, 2 were triggered by the model-error signal") in text
