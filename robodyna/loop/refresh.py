@@ -71,8 +71,13 @@ class RefreshConfig:
     # a dynamics change: when the newest real data's one-step error exceeds this many times the fitted error of a
     # model refitted on this robot's data, the rows before it describe another robot. The learner then forgets
     # them (its real and model buffers; the store keeps every row) and starts as on a new robot: SAC waits for a
-    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never
+    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never (the
+    # default: at 10 on reacher2, nominal for 1000 real steps then laggy for 1000, it recovered 33 % / 12 % of
+    # the gaps against 54 % / 48 % without it, seeds 0-5; docs/loop_results.md "Measured since (stop 58)")
     forget_on_change_ratio: float = 0.0
+    # with forget_on_change_ratio: a detected change also restarts the agent (actor, critics, optimiser moments) and
+    # the model from the stage-1 checkpoint, as at the loop's start, so nothing learnt on the old robot carries over
+    restart_on_change: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("drift", "fixed"):

@@ -86,6 +86,7 @@ class TrainerService(PolicyOut):
         from robodyna.transport.trainer import TrainerServer
 
         self.cfg, self.robot = cfg, robot
+        self.init_checkpoint = init_checkpoint
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "policies").mkdir(exist_ok=True)
@@ -289,6 +290,18 @@ class TrainerService(PolicyOut):
         """``refresh.forget_on_change_ratio``: the learner forgets the rows from before a dynamics change and waits,
         as on a new robot, for a model refit on the rows after it (the store keeps every row)."""
         n = self.learner.forget_real()
+        if self.cfg.refresh.restart_on_change and self.init_checkpoint is not None:
+            from robodyna.learn.checkpoint import load_checkpoint
+
+            st = load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"]
+            agent = self.learner.agent
+            agent.load_state_dict(st["sac"])
+            agent.actor_frozen_until = 0  # counted in the agent's updates, which the checkpoint's count replaced
+            agent.freeze_actor(self.cfg.critic_warmup_updates)
+            if self.learner.model is not None and st["model"] is not None:
+                self.learner.model.load_state_dict(st["model"])
+                self._measure_fitted_error()
+            log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
         self._sim_fits = self.learner.n_fits
         self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
         log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "

@@ -83,3 +83,34 @@ def test_a_detected_dynamics_change_makes_the_learner_forget_the_rows_before_it(
     else:
         assert len(lr.real) == 350
     assert lr.n_real == svc.real_steps == 350  # the counters (and the store) keep every row
+
+
+def test_restart_on_change_also_reloads_the_stage1_agent_and_model(tmp_path: Path) -> None:
+    import torch
+
+    from robodyna.learn.checkpoint import load_checkpoint
+    from robodyna.loop.trainer import TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    cfg = ServiceConfig(algo_overrides=OVERRIDES,
+                        refresh=RefreshConfig(forget_on_change_ratio=10.0, restart_on_change=True))
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=CKPT)
+    lr = svc.learner
+    for i in range(5):
+        svc._ingest("robot0", _episode(svc, "nominal", i))
+    lr.update(200)  # the critics move away from the checkpoint's
+    st = load_checkpoint(CKPT, svc.spec, svc.obs_names)["learner"]
+    critic = {k: v for k, v in lr.agent.state_dict()["critic"].items()}
+    assert any(not torch.equal(v, st["sac"]["critic"][k].to(v.dtype)) for k, v in critic.items())
+    fitted = svc.fitted_error
+    lr.agent.freeze_actor(100)  # as a rejected round's critic warm-up leaves it, in the agent's update count
+    svc._ingest("robot0", _episode(svc, "laggy", 5))
+    assert len(lr.real) == 50
+    now = lr.agent.state_dict()
+    for part in ("actor", "critic"):
+        for k, v in now[part].items():
+            assert torch.equal(v, st["sac"][part][k].to(v.dtype)), (part, k)
+    assert lr.agent.n_updates >= lr.agent.actor_frozen_until  # the actor is not left frozen by the old count
+    assert svc.fitted_error != fitted and svc._sim_fits == lr.n_fits  # the simulation model's, measured again
