@@ -290,6 +290,9 @@ class TrainerService(PolicyOut):
         """``refresh.forget_on_change_ratio``: the learner forgets the rows from before a dynamics change and waits,
         as on a new robot, for a model refit on the rows after it (the store keeps every row)."""
         n = self.learner.forget_real()
+        log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
+                    "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
+                    new_error / self.fitted_error, self.fitted_error, n)
         if self.cfg.refresh.restart_on_change and self.init_checkpoint is not None:
             from robodyna.learn.checkpoint import load_checkpoint
 
@@ -304,9 +307,6 @@ class TrainerService(PolicyOut):
             log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
         self._sim_fits = self.learner.n_fits
         self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
-        log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
-                    "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
-                    new_error / self.fitted_error, self.fitted_error, n)
 
     def _note_starts(self, robot: str, episode_index: np.ndarray, obs: np.ndarray) -> None:
         first = opening_rows(episode_index, self._last_episode.get(robot))
