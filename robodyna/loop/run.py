@@ -189,13 +189,14 @@ class LoopRun:
         cfg = self.cfg
         self._keys()
         # a run resumed past an injected change continues (and is evaluated) on the robot it had changed to
-        injected = cfg.inject.after_real_steps <= 0 or self._recorded() >= cfg.inject.after_real_steps
+        recorded = self._recorded()
+        injected = cfg.inject.after_real_steps <= 0 or recorded >= cfg.inject.after_real_steps
         if cfg.inject.after_real_steps > 0 and injected:
             self.reality = cfg.inject.reality
         summary_path = self.tdir / "summary.json"
         if summary_path.exists() and json.loads(summary_path.read_text()).get("done"):
             return json.loads(summary_path.read_text())
-        fresh = self._recorded() == 0
+        fresh = recorded == 0
         endpoint = self._start_trainer(ckpt)
         self._start_controller(endpoint, cfg.controller.first_episodes if fresh else 0)
         restarts = {"trainer": 0, "controller": 0}

@@ -168,11 +168,19 @@ class TrainerService(PolicyOut):
                                     expected=Identity.of(self.spec))
 
     # -- state ---------------------------------------------------------------------------------------------
-    def _warm_start(self, st: dict[str, Any], path: str | Path) -> None:
+    def _load_stage1(self, st: dict[str, Any]) -> None:
+        """The stage-1 agent (actor, critics, optimiser moments) and model into the learner; the actor's freeze
+        (``critic_warmup_updates``) counted from the agent's update count the checkpoint brings."""
         lr = self.learner
         lr.agent.load_state_dict(st["sac"])
+        lr.agent.actor_frozen_until = 0
+        lr.agent.freeze_actor(self.cfg.critic_warmup_updates)
         if lr.model is not None and st["model"] is not None:
             lr.model.load_state_dict(st["model"])
+
+    def _warm_start(self, st: dict[str, Any], path: str | Path) -> None:
+        lr = self.learner
+        self._load_stage1(st)
         if self.cfg.warm_start == "agent_model_buffer":
             if st.get("real_buffer") is None:
                 raise ValueError(f"{path} holds no real buffer (a stripped checkpoint): use warm_start agent_model")
@@ -181,7 +189,6 @@ class TrainerService(PolicyOut):
         lr.policy_version = self._sim_version = int(st["counters"]["policy_version"])
         self._sim_fits = lr.n_fits
         self._keep_actor(lr.policy_version)
-        lr.agent.freeze_actor(self.cfg.critic_warmup_updates)
         log.info("warm-started from %s (%s; simulation policy v%d)", path, self.cfg.warm_start, lr.policy_version)
 
     def _save(self) -> None:
@@ -296,14 +303,8 @@ class TrainerService(PolicyOut):
         if self.cfg.refresh.restart_on_change and self.init_checkpoint is not None:
             from robodyna.learn.checkpoint import load_checkpoint
 
-            st = load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"]
-            agent = self.learner.agent
-            agent.load_state_dict(st["sac"])
-            agent.actor_frozen_until = 0  # counted in the agent's updates, which the checkpoint's count replaced
-            agent.freeze_actor(self.cfg.critic_warmup_updates)
-            if self.learner.model is not None and st["model"] is not None:
-                self.learner.model.load_state_dict(st["model"])
-                self._measure_fitted_error()
+            self._load_stage1(load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"])
+            self._measure_fitted_error()
             log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
         self._sim_fits = self.learner.n_fits
         self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
