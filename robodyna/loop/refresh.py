@@ -71,15 +71,16 @@ class RefreshConfig:
     # a dynamics change: when the newest real data's one-step error exceeds this many times the fitted error of a
     # model refitted on this robot's data, the rows before it describe another robot. The learner then forgets
     # them (its real and model buffers; the store keeps every row) and starts as on a new robot: SAC waits for a
-    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never (the
-    # default: at 10 on reacher2, nominal for 1000 real steps then laggy for 1000, it recovered 33 % / 12 % of
-    # the gaps against 54 % / 48 % without it, seeds 0-5; docs/loop_results.md "Measured since (stop 58)")
-    forget_on_change_ratio: float = 0.0
+    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never. Without a
+    # change no run measured came near 10 once the model was refitted on the robot (reacher2 on every profile,
+    # panda laggy: docs/loop_results.md "Measured since (stop 59)"); a change from nominal to laggy gave 12-32.
+    forget_on_change_ratio: float = 10.0
     # with forget_on_change_ratio: a detected change also restarts the agent (actor, critics, optimiser moments) and
-    # the model from the stage-1 checkpoint, as at the loop's start, so nothing learnt on the old robot carries over
-    # (reacher2 across the change above, seeds 0-5: 78 % / 72 % of the gaps with drift; off by default: a false
-    # detection would throw away all that was learnt on the robot, and only reacher2 and panda laggy were checked)
-    restart_on_change: bool = False
+    # the model from the stage-1 checkpoint, as at the loop's start, so nothing learnt on the old robot carries over.
+    # reacher2, nominal for 1000 real steps then laggy, seeds 0-5: 78 % / 72 % of the gaps with the restart, 33 % /
+    # 12 % forgetting alone, 54 % / 48 % with neither (docs/loop_results.md "Measured since (stop 58)"). A trainer
+    # started without a stage-1 checkpoint can only forget.
+    restart_on_change: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("drift", "fixed"):

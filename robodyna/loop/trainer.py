@@ -300,12 +300,16 @@ class TrainerService(PolicyOut):
         log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
                     "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
                     new_error / self.fitted_error, self.fitted_error, n)
-        if self.cfg.refresh.restart_on_change and self.init_checkpoint is not None:
-            from robodyna.learn.checkpoint import load_checkpoint
+        if self.cfg.refresh.restart_on_change:
+            if self.init_checkpoint is not None and self.cfg.warm_start != "fresh":
+                from robodyna.learn.checkpoint import load_checkpoint
 
-            self._load_stage1(load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"])
-            self._measure_fitted_error()
-            log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
+                self._load_stage1(load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"])
+                self._measure_fitted_error()
+                log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
+            else:  # the learner started fresh: there is no stage-1 agent to go back to
+                log.warning("dynamics change: no stage-1 checkpoint to restart from (a fresh start); the agent "
+                            "and model go on, on the rows after the change")
         self._sim_fits = self.learner.n_fits
         self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
 

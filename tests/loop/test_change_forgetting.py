@@ -67,7 +67,8 @@ def test_a_detected_dynamics_change_makes_the_learner_forget_the_rows_before_it(
     from robodyna.transport.keys import generate_keys
 
     generate_keys(tmp_path / "keys", "trainer")
-    cfg = ServiceConfig(algo_overrides=OVERRIDES, refresh=RefreshConfig(forget_on_change_ratio=ratio))
+    cfg = ServiceConfig(algo_overrides=OVERRIDES,
+                        refresh=RefreshConfig(forget_on_change_ratio=ratio, restart_on_change=False))
     svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
                          init_checkpoint=CKPT)
     lr = svc.learner
@@ -85,7 +86,7 @@ def test_a_detected_dynamics_change_makes_the_learner_forget_the_rows_before_it(
     assert lr.n_real == svc.real_steps == 350  # the counters (and the store) keep every row
 
 
-def test_restart_on_change_also_reloads_the_stage1_agent_and_model(tmp_path: Path) -> None:
+def test_by_default_a_detected_change_also_reloads_the_stage1_agent_and_model(tmp_path: Path) -> None:
     import torch
 
     from robodyna.learn.checkpoint import load_checkpoint
@@ -93,8 +94,7 @@ def test_restart_on_change_also_reloads_the_stage1_agent_and_model(tmp_path: Pat
     from robodyna.transport.keys import generate_keys
 
     generate_keys(tmp_path / "keys", "trainer")
-    cfg = ServiceConfig(algo_overrides=OVERRIDES,
-                        refresh=RefreshConfig(forget_on_change_ratio=10.0, restart_on_change=True))
+    cfg = ServiceConfig(algo_overrides=OVERRIDES)  # the defaults: forget_on_change_ratio 10, restart_on_change
     svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
                          init_checkpoint=CKPT)
     lr = svc.learner

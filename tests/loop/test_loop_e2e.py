@@ -23,6 +23,7 @@ import pytest
 
 from robodyna.data.store import EpisodeStore
 from robodyna.loop.config import LoopConfig, load_loop_config
+from robodyna.loop.report import detected_changes
 from robodyna.loop.run import LoopRun
 from tests.conftest import process_alive
 
@@ -205,6 +206,11 @@ def test_dynamics_change_mid_run_triggers_model_error_refreshes(tmp_path: Path) 
     after = [d for d in dec if int(d["real_steps"]) > 200]
     assert not [d for d in before if d["reason"] == "model_error_ratio"], before
     assert [d for d in after if d["reason"] == "model_error_ratio"], after
+    # the trainer detects it once, on the first episodes after it, and restarts from the stage-1 agent and model
+    # (refresh.forget_on_change_ratio, restart_on_change: the defaults)
+    detected = detected_changes(rd)
+    assert len(detected) == 1 and 200 <= detected[0][0] <= 300, detected
+    assert "restarted from" in (rd / "trainer" / "trainer.log").read_text()
     # final_selection: average: the adapted policy averages the final iterate and the final_average_versions (4)
     # versions pushed before it (the sim-only one is not among them)
     pushed = rows(rd / "trainer" / "policies.csv")

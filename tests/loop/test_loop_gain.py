@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from robodyna.loop.config import load_loop_config
+from robodyna.loop.report import detected_changes
 from robodyna.loop.run import LoopRun
 
 
@@ -36,3 +37,6 @@ def test_default_loop_makes_the_real_robot_more_precise_than_the_sim_only_policy
     assert adapted["policy"] != sim["policy"], got
     assert adapted["success_rate"] >= sim["success_rate"] + 16 / 200, got
     assert adapted["median_final_distance_m"] <= sim["median_final_distance_m"] - 0.002, got
+    # the robot does not change, so the change detector (on by default: refresh.forget_on_change_ratio) must not
+    # fire: a false detection would throw away what was learnt on it
+    assert not detected_changes(tmp_path / "run"), "a dynamics change was detected on a robot that did not change"

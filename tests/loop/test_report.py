@@ -26,7 +26,7 @@ def test_a_loop_stopped_before_any_real_data_gets_every_plot_and_says_why_withou
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000, name
 
 
-def test_the_report_names_an_injected_dynamics_change_and_the_refreshes_the_model_error_triggered_after_it(
+def test_the_report_names_an_injected_dynamics_change_the_refreshes_after_it_and_the_change_the_trainer_detected(
         tmp_path: Path) -> None:
     import csv
     import json
@@ -47,6 +47,11 @@ def test_the_report_names_an_injected_dynamics_change_and_the_refreshes_the_mode
     (tmp_path / "events.jsonl").write_text(
         json.dumps({"event": "controller_started", "reality": "nominal"}) + "\n"
         + json.dumps({"event": "dynamics_change", "reality": "laggy", "real_steps": 1000}) + "\n{\"event\": \"dyn")
+    (tmp_path / "trainer" / "metrics.csv").write_text(
+        "step,key,value\n1000,real/return,-9.1\n1050,drift/forgotten_rows,1000\n1050,drift/forgotten_r")
     text = write_report(tmp_path, cfg, result).read_text()
+    assert ("The trainer detected a dynamics change at 1050 real steps** (the newest rows predicted over 10 x worse "
+            "than the model's fitted error): it forgot the 1000 real rows before it (the store keeps them) and "
+            "restarted the agent and the model from the stage-1 checkpoint") in text
     assert ("Dynamics change injected at 1000 real steps (the robot became `laggy`): of the 3 refresh requests "
             "after it, 2 were triggered by the model-error signal") in text
