@@ -71,9 +71,10 @@ class RefreshConfig:
     # a dynamics change: when the newest real data's one-step error exceeds this many times the fitted error of a
     # model refitted on this robot's data, the rows before it describe another robot. The learner then forgets
     # them (its real and model buffers; the store keeps every row) and starts as on a new robot: SAC waits for a
-    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never. Without a
-    # change no run measured came near 10 once the model was refitted on the robot (reacher2 on every profile,
-    # panda laggy: docs/loop_results.md "Measured since (stop 59)"); a change from nominal to laggy gave 12-32.
+    # refit on the new rows. Any mode (the fixed schedule too: it is not a refresh decision). 0: never. No run on an
+    # unchanging robot detected one (reacher2 on every profile, panda on four; at most 7.1 logged after the first
+    # refit on the robot), the injected changes (nominal to laggy) gave 12.5-32: docs/loop_results.md "Measured
+    # since (stop 59)".
     forget_on_change_ratio: float = 10.0
     # with forget_on_change_ratio: a detected change also restarts the agent (actor, critics, optimiser moments) and
     # the model from the stage-1 checkpoint, as at the loop's start, so nothing learnt on the old robot carries over.
