@@ -114,3 +114,25 @@ def test_by_default_a_detected_change_also_reloads_the_stage1_agent_and_model(tm
             assert torch.equal(v, st["sac"][part][k].to(v.dtype)), (part, k)
     assert lr.agent.n_updates >= lr.agent.actor_frozen_until  # the actor is not left frozen by the old count
     assert svc.fitted_error != fitted and svc._sim_fits == lr.n_fits  # the simulation model's, measured again
+
+
+def test_a_trainer_that_started_fresh_forgets_at_a_change_but_does_not_load_a_stage1_agent(tmp_path: Path) -> None:
+    """``warm_start: fresh`` ignores the stage-1 checkpoint at the start, so a restart has nothing to go back to: the
+    learner forgets the rows before the change and goes on with its own agent."""
+    import torch
+
+    from robodyna.loop.trainer import TrainerService
+    from robodyna.transport.keys import generate_keys
+
+    generate_keys(tmp_path / "keys", "trainer")
+    cfg = ServiceConfig(algo_overrides=OVERRIDES, warm_start="fresh")
+    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+                         init_checkpoint=CKPT)
+    lr = svc.learner
+    for i in range(5):
+        svc._ingest("robot0", _episode(svc, "nominal", i))
+    own = {k: v.clone() for k, v in lr.agent.state_dict()["actor"].items()}
+    svc._forget(1.0)  # as a detected change calls it
+    assert len(lr.real) == 0 and svc._sim_fits == lr.n_fits
+    for k, v in lr.agent.state_dict()["actor"].items():
+        assert torch.equal(v, own[k]), k
