@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).parent / "_robot_child.py"
 TOTAL = 100_000
 KILLS_EACH = 10
+# the robot records for at least TOTAL / RATE_ROWS_S = 16.7 s (plus its restarts), longer than the seeded kill
+# schedule (its last robot kill after 10.3 s of waits): at 12000 rows/s a fast machine finished recording before
+# the tenth kill
+RATE_ROWS_S = 6000
 
 
 def free_port() -> int:
@@ -40,7 +44,7 @@ def test_sigkill_trainer_and_controller_ten_times_each_exactly_once(tmp_path: Pa
                    "--store", str(tmp_path / "trainer"), "--keys", str(keys_dir), "--status-every", "0",
                    "--heartbeat", "0.1", "--deadline", "1.0"]
     robot_cmd = [sys.executable, str(CHILD), str(tmp_path / "robot"), f"tcp://127.0.0.1:{port}", str(keys_dir),
-                 "r1", str(TOTAL), "12000"]
+                 "r1", str(TOTAL), str(RATE_ROWS_S)]
 
     def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=logs, stderr=logs)
