@@ -61,17 +61,21 @@ def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def detected_changes(run_dir: Path) -> list[tuple[float, int]]:
+def detected_changes(run_dir: Path) -> list[tuple[float, int, bool]]:
     """The dynamics changes the trainer detected (``refresh.forget_on_change_ratio``): (real steps, real rows it
-    forgot), from the ``drift/forgotten_rows`` rows of ``trainer/metrics.csv`` (a half-written last row skipped)."""
-    out = []
+    forgot, whether it restarted from the stage-1 agent and model), from the ``drift/forgotten_rows`` and
+    ``drift/restarted`` rows of ``trainer/metrics.csv`` (a half-written last row skipped)."""
+    forgot: dict[float, int] = {}
+    restarted: set[float] = set()
     for r in _rows(run_dir / "trainer" / "metrics.csv"):
-        if r.get("key") == "drift/forgotten_rows":
-            try:
-                out.append((float(r["step"]), int(float(r["value"]))))
-            except (TypeError, ValueError):
-                continue
-    return out
+        try:
+            if r.get("key") == "drift/forgotten_rows":
+                forgot[float(r["step"])] = int(float(r["value"]))
+            elif r.get("key") == "drift/restarted" and float(r["value"]) > 0:
+                restarted.add(float(r["step"]))
+        except (TypeError, ValueError):
+            continue
+    return [(at, n, at in restarted) for at, n in forgot.items()]
 
 
 def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
@@ -130,7 +134,7 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         ax.semilogy(_col(sig, "real_steps"), _col(sig, "fitted_error"), ".-", label="1-step error, fitted data")
         for c in changes:
             ax.axvline(float(c["real_steps"]), color="r", ls=":", lw=1, label=f"dynamics change ({c['reality']})")
-        for i, (at, _) in enumerate(detected):
+        for i, (at, _, _) in enumerate(detected):
             ax.axvline(at, color="k", ls="-.", lw=1, label="change detected" if i == 0 else None)
         ax.legend()
     else:  # a loop that stopped before the first refit on real data
@@ -184,13 +188,12 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
                         f"`{c['reality']}`): of the {len(after)} refresh requests after it, "
                         f"{after.count('model_error_ratio')} were triggered by the model-error signal (red dotted "
                         "line in the model-error plot).")
-    restart = ("restarted the agent and the model from the stage-1 checkpoint"
-               if cfg.trainer.refresh.restart_on_change else "went on from the agent it had")
-    for at, forgot in detected:
+    for at, forgot, restarted in detected:
         change_text += (f" **The trainer detected a dynamics change at {at:.0f} real steps** (the newest rows "
                         f"predicted over {cfg.trainer.refresh.forget_on_change_ratio:g} x worse than the model's "
                         f"fitted error): it forgot the {forgot} real rows before it (the store keeps them) and "
-                        f"{restart} (black dash-dotted line in the model-error plot).")
+                        + ("restarted the agent and the model from the stage-1 checkpoint" if restarted else
+                           "went on from the agent it had") + " (black dash-dotted line in the model-error plot).")
     pushed = _rows(td / "policies.csv")
     made = (f" The adapted policy (v{pushed[-1]['version']}): {pushed[-1]['reason']} (`trainer/policies.csv`"
             + (", every candidate's model score in `trainer/selection.csv`)." if (td / "selection.csv").is_file()

@@ -86,7 +86,8 @@ class TrainerService(PolicyOut):
         from robodyna.transport.trainer import TrainerServer
 
         self.cfg, self.robot = cfg, robot
-        self.init_checkpoint = init_checkpoint
+        # the stage-1 checkpoint the learner starts from (None: it starts fresh), and goes back to at a detected change
+        self.stage1 = None if init_checkpoint is None or cfg.warm_start == "fresh" else init_checkpoint
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "policies").mkdir(exist_ok=True)
@@ -109,11 +110,11 @@ class TrainerService(PolicyOut):
         saved = load_checkpoint(state_path, self.spec, self.obs_names) if state_path.exists() else None
         warm: dict[str, Any] | None = None
         keep: list[str] = []
-        if init_checkpoint is not None and cfg.warm_start != "fresh":
+        if self.stage1 is not None:
             if saved is not None:
                 shaped = saved["learner"]
             else:
-                shaped = warm = load_checkpoint(init_checkpoint, self.spec, self.obs_names)["learner"]
+                shaped = warm = load_checkpoint(self.stage1, self.spec, self.obs_names)["learner"]
             keep = ["ensemble.normalizer=first_fit", *warm_start_shapes(shaped["config"])]
         algo = load_algo_config(cfg.algo, robot, [*keep, *cfg.algo_overrides, f"seed={seed}",
                                                   f"sac.num_threads={cfg.num_threads}"])
@@ -157,7 +158,7 @@ class TrainerService(PolicyOut):
         if saved is not None:
             self._load(saved, state_path)
         elif warm is not None:
-            self._warm_start(warm, str(init_checkpoint))
+            self._warm_start(warm, str(self.stage1))
         self._catch_up()
         self._inbox: list[tuple[str, Transitions]] = []  # lockstep: rows received, not yet ingested
         if cfg.lockstep and self.real_steps == 0 and first_episodes > 0:  # the robot's first episodes, unasked
@@ -300,18 +301,17 @@ class TrainerService(PolicyOut):
         log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
                     "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
                     new_error / self.fitted_error, self.fitted_error, n)
-        if self.cfg.refresh.restart_on_change:
-            if self.init_checkpoint is not None and self.cfg.warm_start != "fresh":
-                from robodyna.learn.checkpoint import load_checkpoint
-
-                self._load_stage1(load_checkpoint(self.init_checkpoint, self.spec, self.obs_names)["learner"])
-                self._measure_fitted_error()
-                log.warning("dynamics change: agent and model restarted from %s", self.init_checkpoint)
-            else:  # the learner started fresh: there is no stage-1 agent to go back to
-                log.warning("dynamics change: no stage-1 checkpoint to restart from (a fresh start); the agent "
-                            "and model go on, on the rows after the change")
+        restart = False
+        if self.cfg.refresh.restart_on_change and self.stage1 is not None:
+            restart = True
+            self._load_stage1(load_checkpoint(self.stage1, self.spec, self.obs_names)["learner"])
+            self._measure_fitted_error()
+            log.warning("dynamics change: agent and model restarted from %s", self.stage1)
+        elif self.cfg.refresh.restart_on_change:  # the learner started fresh: no stage-1 agent to go back to
+            log.warning("dynamics change: no stage-1 checkpoint to restart from (a fresh start); the agent "
+                        "and model go on, on the rows after the change")
         self._sim_fits = self.learner.n_fits
-        self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n})
+        self.metrics.scalars(self.real_steps, {"drift/forgotten_rows": n, "drift/restarted": float(restart)})
 
     def _note_starts(self, robot: str, episode_index: np.ndarray, obs: np.ndarray) -> None:
         first = opening_rows(episode_index, self._last_episode.get(robot))

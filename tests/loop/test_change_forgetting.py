@@ -13,6 +13,7 @@ import pytest
 from robodyna.data.store_format import EXTRA_DTYPES
 from robodyna.data.store_reader import Transitions
 from robodyna.loop.refresh import RefreshConfig, dynamics_changed
+from robodyna.loop.report import detected_changes
 from robodyna.loop.service_config import ServiceConfig
 
 CKPT = Path(__file__).resolve().parents[2] / "configs" / "loops" / "checkpoints" / "reacher2_sim.pt"
@@ -95,7 +96,7 @@ def test_by_default_a_detected_change_also_reloads_the_stage1_agent_and_model(tm
 
     generate_keys(tmp_path / "keys", "trainer")
     cfg = ServiceConfig(algo_overrides=OVERRIDES)  # the defaults: forget_on_change_ratio 10, restart_on_change
-    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+    svc = TrainerService("reacher2", tmp_path / "trainer", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
                          init_checkpoint=CKPT)
     lr = svc.learner
     for i in range(5):
@@ -114,6 +115,8 @@ def test_by_default_a_detected_change_also_reloads_the_stage1_agent_and_model(tm
             assert torch.equal(v, st["sac"][part][k].to(v.dtype)), (part, k)
     assert lr.agent.n_updates >= lr.agent.actor_frozen_until  # the actor is not left frozen by the old count
     assert svc.fitted_error != fitted and svc._sim_fits == lr.n_fits  # the simulation model's, measured again
+    svc.metrics.flush()
+    assert [(n, restarted) for _, n, restarted in detected_changes(tmp_path)] == [(250, True)]  # as a run records it
 
 
 def test_a_trainer_that_started_fresh_forgets_at_a_change_but_does_not_load_a_stage1_agent(tmp_path: Path) -> None:
@@ -126,7 +129,7 @@ def test_a_trainer_that_started_fresh_forgets_at_a_change_but_does_not_load_a_st
 
     generate_keys(tmp_path / "keys", "trainer")
     cfg = ServiceConfig(algo_overrides=OVERRIDES, warm_start="fresh")
-    svc = TrainerService("reacher2", tmp_path / "svc", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
+    svc = TrainerService("reacher2", tmp_path / "trainer", "tcp://127.0.0.1:0", tmp_path / "keys", cfg,
                          init_checkpoint=CKPT)
     lr = svc.learner
     for i in range(5):
@@ -134,5 +137,7 @@ def test_a_trainer_that_started_fresh_forgets_at_a_change_but_does_not_load_a_st
     own = {k: v.clone() for k, v in lr.agent.state_dict()["actor"].items()}
     svc._forget(1.0)  # as a detected change calls it
     assert len(lr.real) == 0 and svc._sim_fits == lr.n_fits
+    svc.metrics.flush()
+    assert [(n, restarted) for _, n, restarted in detected_changes(tmp_path)] == [(250, False)]
     for k, v in lr.agent.state_dict()["actor"].items():
         assert torch.equal(v, own[k]), k

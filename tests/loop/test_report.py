@@ -48,10 +48,13 @@ def test_the_report_names_an_injected_dynamics_change_the_refreshes_after_it_and
         json.dumps({"event": "controller_started", "reality": "nominal"}) + "\n"
         + json.dumps({"event": "dynamics_change", "reality": "laggy", "real_steps": 1000}) + "\n{\"event\": \"dyn")
     (tmp_path / "trainer" / "metrics.csv").write_text(
-        "step,key,value\n1000,real/return,-9.1\n1050,drift/forgotten_rows,1000\n1050,drift/forgotten_r")
+        "step,key,value\n1000,real/return,-9.1\n1050,drift/forgotten_rows,1000\n1050,drift/restarted,1.0\n"
+        "1600,drift/forgotten_rows,450\n1600,drift/restarted,0.0\n1650,drift/forgotten_r")
     text = write_report(tmp_path, cfg, result).read_text()
     assert ("The trainer detected a dynamics change at 1050 real steps** (the newest rows predicted over 10 x worse "
             "than the model's fitted error): it forgot the 1000 real rows before it (the store keeps them) and "
             "restarted the agent and the model from the stage-1 checkpoint") in text
+    assert ("change at 1600 real steps** (the newest rows predicted over 10 x worse than the model's fitted error): "
+            "it forgot the 450 real rows before it (the store keeps them) and went on from the agent it had") in text
     assert ("Dynamics change injected at 1000 real steps (the robot became `laggy`): of the 3 refresh requests "
             "after it, 2 were triggered by the model-error signal") in text
