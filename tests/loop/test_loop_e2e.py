@@ -6,6 +6,7 @@ over loopback, a reality profile as the "real" robot, warm-started from the ship
   preset's 2000 real steps: ``test_loop_gain.py`` asserts it on the default loop, unchanged);
 - a trainer killed mid-run is restarted and the loop still finishes; an interrupted loop resumes with --resume;
   every real row the controller recorded reaches the trainer's store and the learner exactly once;
+- a controller that dies with a refresh request outstanding and comes back after the request timeout is asked again;
 - a dynamics change injected mid-run makes the model-error signal trigger refresh requests.
 """
 
@@ -164,6 +165,50 @@ def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: 
     res = LoopRun.resume(rd).run()
     assert res["summary"]["done"]
     check_no_real_data_lost(rd)
+
+
+def test_a_controller_away_past_the_request_timeout_is_asked_again_when_it_comes_back(tmp_path: Path) -> None:
+    """A controller dies while the trainer's refresh request is outstanding and comes back after longer than
+    ``refresh.request_timeout_s`` knowing of no request (started with no episodes of its own, as a controller
+    restarted by hand on the robot's machine): the trainer asks again, the loop finishes and no real row is lost.
+    Without the re-sent request the lockstep trainer would wait for rows that never come."""
+    rd = tmp_path / "run"
+    run = LoopRun.create(cfg("trainer.real_step_budget=250", "eval.episodes=1", "controller.pace=true",
+                             "trainer.refresh.refresh_episodes=2", "trainer.refresh.request_timeout_s=3",
+                             "timeout_s=120"), rd)
+    real_start = run._start_controller
+    away = {"killed": False, "away_s": 6.0}
+
+    def start_controller(endpoint: str, episodes: int) -> None:
+        if away["killed"]:  # the loop restarts the controller it lost: it was away, and comes back knowing nothing
+            time.sleep(away["away_s"])
+            real_start(endpoint, 0)
+            return
+        real_start(endpoint, episodes)
+        proc = run.controller
+        assert proc is not None
+
+        def kill_at_the_first_request() -> None:  # paced (50 Hz): the two episodes asked for take 2 s
+            end = time.monotonic() + 150
+            p = rd / "trainer" / "refresh.csv"
+            while time.monotonic() < end and proc.poll() is None:
+                if p.exists() and rows(p):
+                    away["killed"] = True
+                    os.kill(proc.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.01)
+
+        import threading
+
+        threading.Thread(target=kill_at_the_first_request, daemon=True).start()
+
+    run._start_controller = start_controller  # type: ignore[method-assign]
+    res = run.run()
+    assert away["killed"] and res["summary"]["done"]
+    events = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()]
+    assert [e["episodes"] for e in events if e["event"] == "controller_started"][1:] == [0]
+    assert "unanswered for 3 s: sending it again" in (rd / "trainer" / "trainer.log").read_text()
+    assert check_no_real_data_lost(rd) == res["summary"]["real_steps"] >= 250
 
 
 def test_a_lockstep_loop_repeats_bit_for_bit_whether_the_robot_runs_at_its_real_rate_or_flat_out(
