@@ -46,9 +46,9 @@ def controller_status(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
-    """The dynamics changes the loop injected (``events.jsonl``'s ``dynamics_change`` rows; unreadable lines
-    skipped: the log of a run killed mid-write may end in half a line)."""
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    """The loop's ``events.jsonl`` rows (unreadable lines skipped: the log of a run killed mid-write may end in
+    half a line)."""
     out = []
     path = run_dir / "events.jsonl"
     for line in path.read_text().splitlines() if path.is_file() else []:
@@ -56,9 +56,61 @@ def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
             e = json.loads(line)
         except ValueError:
             continue
-        if isinstance(e, dict) and e.get("event") == "dynamics_change" and "real_steps" in e:
+        if isinstance(e, dict):
             out.append(e)
     return out
+
+
+def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
+    """The dynamics changes the loop injected (``events.jsonl``'s ``dynamics_change`` rows)."""
+    return [e for e in events(run_dir) if e.get("event") == "dynamics_change" and "real_steps" in e]
+
+
+def _stored_rows(root: Path) -> int | None:
+    from robodyna.data.store import EpisodeStore
+
+    if not (root / "meta.json").is_file():
+        return None
+    try:
+        return EpisodeStore(root).num_transitions
+    except Exception as exc:  # noqa: BLE001 - a damaged store is reported, not fatal to the report
+        log.warning("report: cannot count the rows of %s: %s", root, exc)
+        return None
+
+
+def incidents(run_dir: Path) -> list[str]:
+    """What went wrong during the loop, one sentence each: either side's process exiting early (``events.jsonl``;
+    the loop restarted it), refresh requests re-sent because nobody answered them (``trainer/metrics.csv``
+    ``refresh/resent``), pushed policies the robot refused (``trainer/policy_results.csv``)."""
+    out = []
+    ev = events(run_dir)
+    for side in ("trainer", "controller"):
+        codes = [e.get("code") for e in ev if e.get("event") == f"{side}_exited"]
+        if codes:
+            out.append(f"The {side} process exited early {len(codes)} time{'s' * (len(codes) > 1)} (exit codes "
+                       f"{', '.join(map(str, codes))}; `events.jsonl`, `{side}/{side}.log`); the loop restarted it.")
+    resent = [r for r in _rows(run_dir / "trainer" / "metrics.csv") if r.get("key") == "refresh/resent"]
+    if resent:
+        out.append(f"{len(resent)} refresh request{'s were' if len(resent) > 1 else ' was'} re-sent after "
+                   "`trainer.refresh.request_timeout_s` without an answer (the robot was away or had restarted).")
+    refused = [r for r in _rows(run_dir / "trainer" / "policy_results.csv") if r.get("accepted") == "0"]
+    if refused:
+        out.append(f"The robot refused {len(refused)} pushed polic{'ies' if len(refused) > 1 else 'y'} and kept the "
+                   f"one it ran (first: v{refused[0].get('version')}, {refused[0].get('reason')}; "
+                   "`trainer/policy_results.csv`).")
+    return out
+
+
+def real_data_accounting(run_dir: Path, robot_id: str) -> str:
+    """Whether every row the controller recorded is in the trainer's store ("" before the controller recorded)."""
+    recorded = _stored_rows(run_dir / "controller" / "record")
+    received = _stored_rows(run_dir / "trainer" / "store" / robot_id)
+    if recorded is None:
+        return ""
+    if received is not None and received >= recorded:
+        return f"Every one of the {recorded} rows the controller recorded is in the trainer's store."
+    return (f"The controller recorded {recorded} rows, the trainer's store holds {received or 0}: the rest stay in "
+            "`controller/record` (`robodyna loop --resume` sends them).")
 
 
 def detected_changes(run_dir: Path) -> list[tuple[float, int, bool]]:
@@ -227,6 +279,11 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         f"faults `{json.dumps(cs.get('faults', {}))}`, stops {len(cs.get('stops', []))}, swaps "
         f"{len(cs.get('swaps', []))}, rejected policies {len(cs.get('rejections', []))}.", "",
         "![](plots/interventions.png)", "",
+        "## Incidents", "",
+        " ".join([*(incidents(run_dir) or ["None: no process exited early, no refresh request was re-sent, the "
+                                           "robot took every pushed policy."]),
+                  real_data_accounting(run_dir, cfg.controller.robot_id)]).strip(),
+        "",
         "## Files", "",
         "`config.yaml` (resolved), `events.jsonl`, `trainer/` (log, real-data store, `learner.pt`, `policies/` every "
         "ONNX version, CSVs), `controller/` (log, record store, status), `eval.json`.", "",

@@ -544,6 +544,7 @@ class TrainerService(PolicyOut):
             log.info("refresh round %d: %d episode(s) (%s = %.3g)", self.round, eps, reason, value)
         else:
             self.outstanding = {**(self.outstanding or {}), "t": time.monotonic()}
+            self.metrics.scalars(self.real_steps, {"refresh/resent": self.round})  # report.md counts these
         self.server.request_refresh(None, int(self.outstanding["episodes"]), "episodes")
         self._save()
 

@@ -124,6 +124,8 @@ def test_loop_end_to_end_two_processes_real_sockets(tmp_path: Path) -> None:
     assert len(val) >= 2 and {r["pushed"] for r in val} <= {"0", "1"}
     off = sum(r["pushed"] == "0" for r in val)
     assert f"predicted {off} of {len(val)} rounds' policies worse" in report
+    assert "None: no process exited early" in report
+    assert f"Every one of the {res['summary']['real_steps']} rows the controller recorded is in the trainer's" in report
 
 
 def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: Path) -> None:
@@ -160,6 +162,7 @@ def test_trainer_killed_mid_run_restarts_and_interrupted_loop_resumes(tmp_path: 
     with pytest.raises(RuntimeError, match="did not finish"):  # the loop stops cleanly, with a report
         run.run()
     assert "stopped early" in (rd / "report.md").read_text()
+    assert "The trainer process exited early" in (rd / "report.md").read_text()
     events = [json.loads(x)["event"] for x in (rd / "events.jsonl").read_text().splitlines()]
     assert "trainer_exited" in events and events.count("trainer_started") >= 2
     res = LoopRun.resume(rd).run()
@@ -208,7 +211,12 @@ def test_a_controller_away_past_the_request_timeout_is_asked_again_when_it_comes
     events = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()]
     assert [e["episodes"] for e in events if e["event"] == "controller_started"][1:] == [0]
     assert "unanswered for 3 s: sending it again" in (rd / "trainer" / "trainer.log").read_text()
-    assert check_no_real_data_lost(rd) == res["summary"]["real_steps"] >= 250
+    n = check_no_real_data_lost(rd)
+    assert n == res["summary"]["real_steps"] >= 250
+    report = (rd / "report.md").read_text()  # and the report says what happened
+    assert "The controller process exited early 1 time (exit codes -9;" in report
+    assert "refresh request was re-sent after `trainer.refresh.request_timeout_s`" in report
+    assert f"Every one of the {n} rows the controller recorded is in the trainer's store." in report
 
 
 def test_a_lockstep_loop_repeats_bit_for_bit_whether_the_robot_runs_at_its_real_rate_or_flat_out(

@@ -58,3 +58,33 @@ def test_the_report_names_an_injected_dynamics_change_the_refreshes_after_it_and
             "it forgot the 450 real rows before it (the store keeps them) and went on from the agent it had") in text
     assert ("Dynamics change injected at 1000 real steps (the robot became `laggy`): of the 3 refresh requests "
             "after it, 2 were triggered by the model-error signal") in text
+
+
+def test_the_report_lists_process_exits_re_sent_requests_and_refused_policies_under_incidents(tmp_path: Path) -> None:
+    import json
+
+    cfg = load_loop_config("reacher2", [])
+    score = {"mean_return": -9.5, "mean_final_distance_m": 0.02, "success_rate": 0.4, "filtered_tick_fraction": 0.3}
+    result = {"summary": {"done": True, "real_steps": 400, "rounds": 5, "policy_version": 4, "sim_policy_version": 2},
+              "eval": {"reality": "laggy", "episodes": 5, "sim_only": score | {"policy": "sim_only.onnx"},
+                       "adapted": score | {"policy": "policy_v4.onnx"}}}
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    text = write_report(clean, cfg, result).read_text()
+    assert "## Incidents\n\nNone: no process exited early, no refresh request was re-sent, the robot took every " \
+           "pushed policy.\n" in text
+    rd = tmp_path / "run"
+    (rd / "trainer").mkdir(parents=True)
+    (rd / "events.jsonl").write_text("\n".join(json.dumps(e) for e in [
+        {"event": "controller_exited", "code": -9, "restart": 1}, {"event": "trainer_exited", "code": 1, "restart": 1},
+        {"event": "controller_exited", "code": 0, "restart": 2}]) + "\n{\"event\": \"trainer_ex")
+    (rd / "trainer" / "metrics.csv").write_text("step,key,value\n100,refresh/resent,2\n100,refresh/resent,2\n"
+                                                "150,real/return,-3\n")
+    (rd / "trainer" / "policy_results.csv").write_text(
+        "robot,version,accepted,reason,wall_s\nrobot0,3,1,staged v3,1\nrobot0,4,0,test inference gave NaN,2\n")
+    text = write_report(rd, cfg, result).read_text()
+    assert "The trainer process exited early 1 time (exit codes 1;" in text
+    assert "The controller process exited early 2 times (exit codes -9, 0;" in text
+    assert "2 refresh requests were re-sent after `trainer.refresh.request_timeout_s` without an answer" in text
+    assert "The robot refused 1 pushed policy and kept the one it ran (first: v4, test inference gave NaN;" in text
+    assert "None: no process" not in text
