@@ -55,6 +55,7 @@ from robodyna.loop.refresh import (
     Decision,
     RefreshScheduler,
     append_csv,
+    change_baseline,
     dynamics_changed,
     model_error_ratio,
     policy_age,
@@ -132,6 +133,7 @@ class TrainerService(PolicyOut):
         self.round = 0
         self.fitted_error = float("nan")
         self.last_new_error = float("nan")
+        self.new_errors: list[float] = []  # newest-data errors of robot-refitted models since the last change
         self.episodes: list[RealEpisode] = []
         # the first observation of every real episode (the start states validation and final selection score
         # from), kept as rows arrive instead of re-reading the store every round
@@ -202,7 +204,8 @@ class TrainerService(PolicyOut):
                         "updates_at_data": self.scheduler.updates_at_data,
                         "updates_at_defer": self.scheduler.updates_at_defer, "sim_version": self._sim_version,
                         "sim_fits": self._sim_fits, "actor_frozen_until": self.learner.agent.actor_frozen_until,
-                        "updates_at_export": self.updates_at_export, "pushed_version": self.pushed_version},
+                        "updates_at_export": self.updates_at_export, "pushed_version": self.pushed_version,
+                        "new_errors": list(self.new_errors)},
         })
 
     def _load(self, st: dict[str, Any], path: Path) -> None:
@@ -217,6 +220,7 @@ class TrainerService(PolicyOut):
         self.scheduler.updates_at_data = int(sv["updates_at_data"])
         self.scheduler.updates_at_defer = int(sv.get("updates_at_defer", 0))  # absent before stop 54
         self._sim_fits = int(sv.get("sim_fits", 0))
+        self.new_errors = [float(e) for e in sv.get("new_errors", [])]  # absent before stop 60
         self.learner.agent.freeze_actor(int(sv.get("actor_frozen_until", 0)) - self.learner.agent.n_updates)
         self.updates_at_export = int(sv["updates_at_export"])
         self.pushed_version = int(sv.get("pushed_version", -1))
@@ -284,9 +288,13 @@ class TrainerService(PolicyOut):
                 # same drain must not hide what the newest data showed the model before it trained on it
                 self.last_new_error = err[0] if self._fresh_error else max(self.last_new_error, err[0])
                 self._fresh_error = False
-                if dynamics_changed(err[0], self.fitted_error, lr.n_fits > self._sim_fits,
-                                    self.cfg.refresh.forget_on_change_ratio):
-                    self._forget(err[0])
+                refitted = lr.n_fits > self._sim_fits
+                base = change_baseline(self.fitted_error, self.new_errors, self.cfg.refresh.change_baseline_window)
+                if dynamics_changed(err[0], base, refitted, self.cfg.refresh.forget_on_change_ratio):
+                    self._forget(err[0], base)
+                elif refitted:  # the error level of new episodes for the change detector (a model fitted here)
+                    keep = max(1, self.cfg.refresh.change_baseline_window)
+                    self.new_errors = [*self.new_errors, float(err[0])][-keep:]
         fits = lr.n_fits
         lr.ingest(tr.batch)
         self.real_steps += n
@@ -294,13 +302,14 @@ class TrainerService(PolicyOut):
             self._measure_fitted_error()
         self._episodes(robot, tr)
 
-    def _forget(self, new_error: float) -> None:
+    def _forget(self, new_error: float, baseline: float) -> None:
         """``refresh.forget_on_change_ratio``: the learner forgets the rows from before a dynamics change and waits,
         as on a new robot, for a model refit on the rows after it (the store keeps every row)."""
         n = self.learner.forget_real()
-        log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the fitted %.3g): the learner "
-                    "forgot %d real rows from before it (kept in the store)", self.real_steps, new_error,
-                    new_error / self.fitted_error, self.fitted_error, n)
+        self.new_errors = []  # the error level of the robot it was
+        log.warning("dynamics change at %d real steps (newest-data error %.3g = %.1f x the error level %.3g, fitted "
+                    "%.3g): the learner forgot %d real rows from before it (kept in the store)", self.real_steps,
+                    new_error, new_error / baseline, baseline, self.fitted_error, n)
         restart = False
         if self.cfg.refresh.restart_on_change and self.stage1 is not None:
             restart = True

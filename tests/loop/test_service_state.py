@@ -104,15 +104,18 @@ def test_a_warm_start_takes_the_configs_learning_rate_and_keeps_the_critic_warm_
 
 
 def test_the_refresh_schedulers_data_and_deferral_marks_survive_a_resume(tmp_path: Path) -> None:
-    """A restarted trainer counts ``min_updates_between`` from the same marks as before (data and deferral)."""
+    """A restarted trainer counts ``min_updates_between`` from the same marks as before (data and deferral), and
+    measures a dynamics change against the same error level."""
     from robodyna.loop.trainer import ServiceConfig
 
     cfg = ServiceConfig(algo_overrides=["sac.compile=false"])
     svc = _service(tmp_path, "svc", cfg)
     svc.scheduler.updates_at_data, svc.scheduler.updates_at_defer = 1200, 1500
+    svc.new_errors = [0.003, 0.002]  # and the change detector's error level of new episodes
     svc._save()
     resumed = _service(tmp_path, "svc", cfg)
     assert (resumed.scheduler.updates_at_data, resumed.scheduler.updates_at_defer) == (1200, 1500)
+    assert resumed.new_errors == [0.003, 0.002]
 
 
 def test_a_negative_final_average_is_refused_naming_the_key_and_value() -> None:
