@@ -243,7 +243,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     for at, forgot, restarted in detected:
         change_text += (f" **The trainer detected a dynamics change at {at:.0f} real steps** (the newest rows "
                         f"predicted over {cfg.trainer.refresh.forget_on_change_ratio:g} x worse than the model's "
-                        f"fitted error): it forgot the {forgot} real rows before it (the store keeps them) and "
+                        "error level, its fitted error or its error on the last new episodes if higher): it forgot "
+                        f"the {forgot} real rows before it (the store keeps them) and "
                         + ("restarted the agent and the model from the stage-1 checkpoint" if restarted else
                            "went on from the agent it had") + " (black dash-dotted line in the model-error plot).")
     pushed = _rows(td / "policies.csv")

@@ -52,9 +52,11 @@ def test_the_report_names_an_injected_dynamics_change_the_refreshes_after_it_and
         "1600,drift/forgotten_rows,450\n1600,drift/restarted,0.0\n1650,drift/forgotten_r")
     text = write_report(tmp_path, cfg, result).read_text()
     assert ("The trainer detected a dynamics change at 1050 real steps** (the newest rows predicted over 10 x worse "
-            "than the model's fitted error): it forgot the 1000 real rows before it (the store keeps them) and "
+            "than the model's error level, its fitted error or its error on the last new episodes if higher): it "
+            "forgot the 1000 real rows before it (the store keeps them) and "
             "restarted the agent and the model from the stage-1 checkpoint") in text
-    assert ("change at 1600 real steps** (the newest rows predicted over 10 x worse than the model's fitted error): "
+    assert ("change at 1600 real steps** (the newest rows predicted over 10 x worse than the model's error level, "
+            "its fitted error or its error on the last new episodes if higher): "
             "it forgot the 450 real rows before it (the store keeps them) and went on from the agent it had") in text
     assert ("Dynamics change injected at 1000 real steps (the robot became `laggy`): of the 3 refresh requests "
             "after it, 2 were triggered by the model-error signal") in text
