@@ -37,6 +37,14 @@ def link_controller(c: Any, endpoint: str, keys_dir: str | None, robot_id: str, 
                             key_name=robot_id, trainer_name=trainer_name).start()
 
 
+def reality_change(text: str) -> tuple[int, str]:
+    """``ROWS:PROFILE`` of ``--reality-change``."""
+    rows, sep, profile = text.partition(":")
+    if not sep or not rows.strip().isdigit() or not profile.strip():
+        raise argparse.ArgumentTypeError(f"expected ROWS:PROFILE (e.g. 1000:laggy), got {text!r}")
+    return int(rows), profile.strip()
+
+
 def cmd_controller(args: argparse.Namespace) -> int:
     from robodyna.onboard.controller import Controller
 
@@ -47,7 +55,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
     c = Controller(args.robot, args.policy, args.record, reality=args.reality, hz=args.hz, pace=not args.no_pace,
                    policy_dir=args.policy_dir, swap_at=args.swap_at, seed=args.seed, overrides=args.overrides,
                    engine=args.engine, episode_steps=args.episode_steps, stats_every_s=args.stats_every,
-                   writer_process=args.writer == "process", rt_priority=args.rt_priority, warmup=args.warmup)
+                   writer_process=args.writer == "process", rt_priority=args.rt_priority, warmup=args.warmup,
+                   reality_change=args.reality_change)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         c.stop()
@@ -83,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("controller", help="run an ONNX policy on a robot at a fixed rate, filtered and recorded")
     p.add_argument("--robot", required=True, help="robot name (robots/NAME) or folder path (sim or driver plugin)")
     p.add_argument("--reality", default=None, help="reality profile name or YAML path (simulated robots)")
+    p.add_argument("--reality-change", default=None, type=reality_change, metavar="ROWS:PROFILE",
+                   help="once the record store holds ROWS rows, the simulated robot becomes reality PROFILE at the "
+                        "next episode start (a dynamics change at a real step count)")
     p.add_argument("--engine", default=None, choices=["mujoco", "pybullet"], help="override the physics engine")
     p.add_argument("--policy", required=True, help="ONNX policy made for this robot (robodyna export)")
     p.add_argument("--hz", type=float, default=None, help="control rate (default: the robot's control_hz)")

@@ -154,6 +154,9 @@ class LoopRun:
                "--seed", str(c.seed), "--stats-every", "30"]
         if not c.pace:
             cmd.append("--no-pace")
+        inject = self.cfg.inject
+        if inject.after_real_steps > 0 and self.reality != inject.reality:  # the robot changes at a real step count
+            cmd += ["--reality-change", f"{inject.after_real_steps}:{inject.reality}"]
         for o in c.overrides:
             cmd += ["--set", o]
         self.controller = subprocess.Popen(cmd, stdout=outf, stderr=logf, env=_env())
@@ -222,12 +225,10 @@ class LoopRun:
                         raise RuntimeError(f"the controller failed {restarts['controller']} times "
                                            "(see controller.log)")
                     self._start_controller(endpoint, 1)  # one episode: data that clears a pending refresh
-                if not injected and self._recorded() >= cfg.inject.after_real_steps:
+                if not injected and self._recorded() >= cfg.inject.after_real_steps:  # the controller changed it
                     injected = True
                     self.reality = cfg.inject.reality
-                    self._event("dynamics_change", reality=self.reality, real_steps=self._recorded())
-                    self._stop(self.controller)
-                    self._start_controller(endpoint, 1)
+                    self._event("dynamics_change", reality=self.reality, real_steps=cfg.inject.after_real_steps)
                 if time.monotonic() > end:
                     raise RuntimeError(f"the loop did not finish within timeout_s={cfg.timeout_s:.0f} s")
         finally:

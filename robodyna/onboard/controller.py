@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robodyna.data.store import EpisodeWriter, StoreError, StoreMeta
+from robodyna.data.store import EpisodeStore, EpisodeWriter, StoreError, StoreMeta
 from robodyna.data.validate import INTERVENTION_BITS
 from robodyna.onboard.filter import INVALID_OUTPUT, WATCHDOG, FilterParams, filter_action
 from robodyna.onboard.monitor import report_stats, watch_loop
@@ -90,6 +90,9 @@ class Controller:
         policy: the ONNX policy to start with (verified against the robot; refused with the reason otherwise).
         record: episode store directory (created, or continued when it exists); None: no recording.
         reality: reality profile name or path (simulated robots only).
+        reality_change: ``(rows, profile)``: at the first episode start once the record store holds ``rows``
+            rows (any process's), the simulated robot becomes that reality profile: a dynamics change at a real
+            step count, whatever the timing (tests, benchmarks). Noted in the episode's info and the status.
         hz: control rate (overrides ``control_hz``; the policy must have been made for that rate).
         pace: wait for each deadline (real time); False runs the same loop as fast as it goes.
         policy_dir: folder watched for new policy versions (``*.onnx``, optional ``*.onnx.sha256``).
@@ -138,6 +141,7 @@ class Controller:
         writer_process: bool = True,
         rt_priority: int | None = None,
         warmup: Warmup = "tick",
+        reality_change: tuple[int, str] | None = None,
     ) -> None:
         if swap_at not in ("episode", "tick"):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
@@ -153,6 +157,8 @@ class Controller:
         self.cfg, _ = load_robot_config(folder, self.overrides)
         profile = load_reality(reality) if reality is not None else None
         self.robot = load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
+        self.reality_name = profile.name if profile else ""
+        self._robot_source, self.reality_change = (folder, engine), reality_change
         try:
             self._setup(policy, record, profile, pace, policy_dir, swap_at, seed, episode_steps, flush_interval_s,
                         stats_every_s, verify_on_start, trace, spin_us, writer_process)
@@ -225,6 +231,7 @@ class Controller:
                                          self.policy_version, self.stats)
         self.watcher = PolicyDirWatcher(policy_dir, self._offer_from_dir, lambda: self.policy_version) \
             if policy_dir is not None else None
+        self._rows_at_start = EpisodeStore(record).num_transitions if record is not None else 0
 
     @property
     def writer(self) -> EpisodeWriter | None:
@@ -289,6 +296,7 @@ class Controller:
         return {
             "robot": self.spec.name, "running": self.running, "policy_version": self.policy_version,
             "episodes": self.episodes_done, "steps": self.steps_done, "episode_index": self.episode_index,
+            "reality": self.reality_name,
             "episodes_requested_left": budget,
             "loop": self.stats.summary(self.deadlines.missed, last=5000),
             "interventions": {INTERVENTION_BITS.get(b, str(b)): c for b, c in sorted(self.bit_counts.items())},
@@ -332,6 +340,7 @@ class Controller:
                     if self._budget is not None:
                         self._budget -= 1
                 self._maybe_swap(boundary=True)
+                self._maybe_change_reality()
                 obs = self._reset()
                 if first and self.verify_on_start:
                     try:
@@ -386,6 +395,19 @@ class Controller:
         self.stats.watchdog += 1
         self._log_fault("watchdog: %s fault on episode %d: %s; holding", kind, self.episode_index, exc)
 
+    def _maybe_change_reality(self) -> None:
+        """``reality_change``: the simulated robot becomes another reality profile at an episode boundary."""
+        if self.reality_change is None or self._rows_at_start + self.steps_done < self.reality_change[0]:
+            return
+        profile = load_reality(self.reality_change[1])
+        folder, engine = self._robot_source
+        old, self.robot = self.robot, load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
+        self.env = RobotEnv(self.robot, self.cfg, "reach", reality_name=profile.name)
+        old.close()
+        log.warning("dynamics change: the robot is now reality %s (after %d rows)", profile.name,
+                    self._rows_at_start + self.steps_done)
+        self.reality_name, self.reality_change = profile.name, None
+
     def _reset(self) -> np.ndarray:
         for attempt in range(1, self.max_consecutive_faults + 1):
             if self._stop.is_set():
@@ -404,7 +426,7 @@ class Controller:
                 self.writer.begin_episode({
                     "seed": seed, "qpos": np.asarray(info["qpos"]).tolist(), "qvel": np.asarray(info["qvel"]).tolist(),
                     "target_m": self._target.tolist(), "policy_version": self.policy_version,
-                    "control_hz": self.spec.control_hz,
+                    "control_hz": self.spec.control_hz, "reality": self.reality_name,
                 })
             return np.asarray(obs, np.float32)
         raise ControllerError(f"{self.spec.name}: reset failed {self.max_consecutive_faults} times in a row "

@@ -222,12 +222,15 @@ def test_a_controller_away_past_the_request_timeout_is_asked_again_when_it_comes
 def test_a_lockstep_loop_repeats_bit_for_bit_whether_the_robot_runs_at_its_real_rate_or_flat_out(
         tmp_path: Path) -> None:
     # paced: 50 Hz, a second per episode, in which a trainer not in lockstep runs more SAC updates than while an
-    # unpaced robot collects the same episode (so without lockstep the two runs part at the first refresh)
+    # unpaced robot collects the same episode (so without lockstep the two runs part at the first refresh). Across a
+    # dynamics change too: the controller changes the robot at a real step count (``--reality-change``)
     runs = {}
     for pace in ("false", "true"):
         rd = runs[pace] = tmp_path / f"pace_{pace}"
-        LoopRun.create(cfg("trainer.lockstep=true", f"controller.pace={pace}", "trainer.real_step_budget=250",
-                           "eval.episodes=1"), rd).run()
+        LoopRun.create(cfg("trainer.lockstep=true", f"controller.pace={pace}", "trainer.real_step_budget=300",
+                           "eval.episodes=1", "reality=nominal", "inject.after_real_steps=200",
+                           "inject.reality=heavy"), rd).run()
+        assert detected_changes(rd), "the change was not detected"
     fast, paced = (sorted((runs[p] / "trainer" / "policies").glob("policy_v*.onnx")) for p in ("false", "true"))
     assert len(fast) >= 3 and [f.name for f in fast] == [f.name for f in paced]
     for a, b in zip(fast, paced):

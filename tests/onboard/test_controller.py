@@ -62,6 +62,37 @@ def test_records_every_transition_with_version_raw_and_applied_action_and_contin
     assert [e.index for e in eps] == [0, 1, 2, 3, 4] and errors(store) == []
 
 
+def test_a_reality_change_makes_the_robot_another_reality_at_the_first_episode_start_past_the_row_count(
+        tmp_path: Path, good: Path) -> None:
+    """``reality_change=(rows, profile)``: episodes that start once the store holds ``rows`` rows run on the other
+    profile (here `heavy`: 50 % heavier links), counted across controller processes; replaying each recorded episode's
+    actions from its seed in MuJoCo reproduces it on the profile its info names and not on the other."""
+    from robodyna.tasks.env import make_env
+
+    store = tmp_path / "store"
+    Controller("reacher2", good, store, pace=False, episode_steps=20, reality_change=(50, "heavy")).run(episodes=2)
+    c = Controller("reacher2", good, store, pace=False, episode_steps=20, reality_change=(50, "heavy"))
+    st = c.run(episodes=2)  # starts at 40 rows: the first of its episodes still nominal, the next one heavy
+    assert st["reality"] == "heavy" and errors(store) == []
+    infos = [e.info for e in EpisodeStore(store).episodes()]
+    assert [i["reality"] for i in infos] == ["", "", "", "heavy"]
+    tr = EpisodeStore(store).read()
+    for ep, info in enumerate(infos):
+        rows = tr.episode_index == ep
+        gaps = {}
+        for name in ("", "heavy"):
+            env = make_env("reacher2", reality=name or None)
+            try:
+                obs, _ = env.reset(seed=info["seed"])
+                got = [np.asarray(env.step(a)[0], np.float32) for a in tr.batch.action[rows]]
+            finally:
+                env.close()
+            assert np.allclose(obs, tr.batch.obs[rows][0], atol=1e-5)
+            gaps[name] = float(np.abs(np.asarray(got) - tr.batch.next_obs[rows]).max())
+        ran, other = info["reality"], "heavy" if info["reality"] == "" else ""
+        assert gaps[ran] < 1e-4 < gaps[other], (ep, gaps)
+
+
 def at(hz: float, tmp_path: Path, kind: str = "tanh", version: int = 1, **kw: int) -> Path:
     p = tmp_path / f"{kind}-{hz:g}hz-v{version}.onnx"
     make_policy(p, *spec_and_obs(hz=hz), kind, version=version, **kw)
