@@ -42,7 +42,9 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class InjectConfig:
-    """A dynamics change injected mid-run: after ``after_real_steps`` the "real" robot becomes ``reality``."""
+    """A dynamics change injected mid-run: the first episode that starts once the controller's store holds
+    ``after_real_steps`` rows runs on ``reality`` (the controller switches its simulated robot, ``--reality-change``),
+    so the change falls on the same real step however fast either side runs."""
 
     after_real_steps: int = 0  # 0: none
     reality: str = ""
