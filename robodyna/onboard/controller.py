@@ -158,7 +158,8 @@ class Controller:
         profile = load_reality(reality) if reality is not None else None
         self.robot = load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
         self.reality_name = profile.name if profile else ""
-        self._robot_source, self.reality_change = (folder, engine), reality_change
+        self._robot_source = (folder, engine)  # reality_change's profile loaded now: a bad one fails at the start
+        self._change = None if reality_change is None else (int(reality_change[0]), load_reality(reality_change[1]))
         try:
             self._setup(policy, record, profile, pace, policy_dir, swap_at, seed, episode_steps, flush_interval_s,
                         stats_every_s, verify_on_start, trace, spin_us, writer_process)
@@ -397,16 +398,16 @@ class Controller:
 
     def _maybe_change_reality(self) -> None:
         """``reality_change``: the simulated robot becomes another reality profile at an episode boundary."""
-        if self.reality_change is None or self._rows_at_start + self.steps_done < self.reality_change[0]:
+        if self._change is None or self._rows_at_start + self.steps_done < self._change[0]:
             return
-        profile = load_reality(self.reality_change[1])
+        profile = self._change[1]
         folder, engine = self._robot_source
         old, self.robot = self.robot, load_robot(folder, engine=engine, reality=profile, overrides=self.overrides)
         self.env = RobotEnv(self.robot, self.cfg, "reach", reality_name=profile.name)
         old.close()
         log.warning("dynamics change: the robot is now reality %s (after %d rows)", profile.name,
                     self._rows_at_start + self.steps_done)
-        self.reality_name, self.reality_change = profile.name, None
+        self.reality_name, self._change = profile.name, None
 
     def _reset(self) -> np.ndarray:
         for attempt in range(1, self.max_consecutive_faults + 1):

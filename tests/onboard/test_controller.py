@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robodyna.config import ConfigError
 from robodyna.data.store import EpisodeStore
 from robodyna.data.validate import validate
 from robodyna.identity import IdentityMismatch
@@ -91,6 +92,8 @@ def test_a_reality_change_makes_the_robot_another_reality_at_the_first_episode_s
             gaps[name] = float(np.abs(np.asarray(got) - tr.batch.next_obs[rows]).max())
         ran, other = info["reality"], "heavy" if info["reality"] == "" else ""
         assert gaps[ran] < 1e-4 < gaps[other], (ep, gaps)
+    with pytest.raises(ConfigError, match="unknown reality profile"):  # at the start, not at the change
+        Controller("reacher2", good, None, pace=False, reality_change=(50, "no_such_profile"))
 
 
 def at(hz: float, tmp_path: Path, kind: str = "tanh", version: int = 1, **kw: int) -> Path:
