@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -215,7 +216,8 @@ def test_a_controller_away_past_the_request_timeout_is_asked_again_when_it_comes
     assert n == res["summary"]["real_steps"] >= 250
     report = (rd / "report.md").read_text()  # and the report says what happened
     assert "The controller process exited early 1 time (exit codes -9;" in report
-    assert "refresh request was re-sent after `trainer.refresh.request_timeout_s`" in report
+    # once at least (under load the answer to the re-sent request can itself take longer than the timeout)
+    assert re.search(r"\d+ refresh requests? (was|were) re-sent after `trainer.refresh.request_timeout_s`", report)
     assert f"Every one of the {n} rows the controller recorded is in the trainer's store." in report
 
 
