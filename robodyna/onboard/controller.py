@@ -232,7 +232,7 @@ class Controller:
                                          self.policy_version, self.stats)
         self.watcher = PolicyDirWatcher(policy_dir, self._offer_from_dir, lambda: self.policy_version) \
             if policy_dir is not None else None
-        self._rows_at_start = EpisodeStore(record).num_transitions if record is not None else 0
+        self._rows_at_start = EpisodeStore(record).num_transitions if record is not None and self._change else 0
 
     @property
     def writer(self) -> EpisodeWriter | None:
