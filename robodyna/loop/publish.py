@@ -10,6 +10,7 @@ to a CSV in the service's directory (``validation.csv``, ``selection.csv``, ``po
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import time
 from pathlib import Path
@@ -55,6 +56,9 @@ class PolicyOut:
     deployed_actor: dict[str, torch.Tensor] | None
     iterates: list[tuple[int, dict[str, torch.Tensor]]]
     rejected_in_a_row: int
+    # pushed versions no robot has answered for yet: version -> (the version deployed before it, its actor weights,
+    # the pushed actor weights); a refusal puts the one before back (``_refused``)
+    unconfirmed: dict[int, tuple[int, dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]]
 
     def episode_starts(self) -> np.ndarray:
         """The first observation of every real episode the service has (the service keeps them)."""
@@ -62,12 +66,15 @@ class PolicyOut:
 
     def export_and_push(self, reason: str) -> int:
         lr = self.learner
+        before = (self.pushed_version, self.deployed_actor)
         path = lr.export(self.out / "policies" / f"policy_v{lr.policy_version + 1}.onnx")
         self._keep_actor(lr.policy_version)
         n = self.cfg.final_average_versions
         if n and self.deployed_actor is not None:
             self.recent_actors = [*self.recent_actors, self.deployed_actor][-(n + 1):]
         self._push(path, reason)
+        self.unconfirmed = {v: u for v, u in self.unconfirmed.items() if v > lr.policy_version - 10}
+        self.unconfirmed[lr.policy_version] = (*before, self.deployed_actor)
         return lr.policy_version
 
     def _selecting(self) -> bool:
@@ -205,3 +212,32 @@ class PolicyOut:
                 return
             append_csv(self.out / "policy_results.csv", {"robot": robot, "version": v, "accepted": int(ok),
                                                           "reason": reason, "wall_s": time.time()})
+            if ok:
+                self.unconfirmed.pop(v, None)
+            else:
+                self._refused(int(v), robot, reason)
+
+    def _refused(self, version: int, robot: str, reason: str) -> None:
+        """``robot`` refused pushed ``version`` and runs the policy it had: the version is not deployed. Its files
+        move to ``policies/refused/`` (kept, but out of the final selection, the loop's evaluation and a restart's
+        reading) and its actor leaves the averaged final policy's versions; if it is the last push, the deployed
+        policy is the one before it again: push validation's reference, and SAC's actor goes back to it (a refusal
+        of non-finite weights would otherwise refuse every later push too). With several robots one refusal is
+        enough."""
+        pol = self.out / "policies"
+        (pol / "refused").mkdir(exist_ok=True)
+        for name in (f"policy_v{version}.onnx", f"actor_v{version}.pt"):
+            if (pol / name).is_file():
+                os.replace(pol / name, pol / "refused" / name)
+        entry = self.unconfirmed.pop(version, None)
+        if entry is None:  # a final push, or answered after a restart: only its files
+            log.error("robot %s refused policy v%d (%s); moved to policies/refused/", robot, version, reason)
+            return
+        prev_version, prev_actor, refused_actor = entry
+        self.recent_actors = [a for a in self.recent_actors if a is not refused_actor]
+        if version == self.pushed_version:
+            self.pushed_version, self.deployed_actor = prev_version, prev_actor
+            if prev_actor is not None:
+                self.learner.agent.actor.load_state_dict(prev_actor)
+        log.error("robot %s refused policy v%d (%s): the deployed policy is v%d again; files in policies/refused/",
+                  robot, version, reason, self.pushed_version)

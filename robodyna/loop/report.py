@@ -97,7 +97,8 @@ def incidents(run_dir: Path) -> list[str]:
     if refused:
         out.append(f"The robot refused {len(refused)} pushed polic{'ies' if len(refused) > 1 else 'y'} and kept the "
                    f"one it ran (first: v{refused[0].get('version')}, {refused[0].get('reason')}; "
-                   "`trainer/policy_results.csv`).")
+                   "`trainer/policy_results.csv`; the trainer took the version before it as deployed again and moved "
+                   "the refused files to `trainer/policies/refused/`).")
     return out
 
 

@@ -150,6 +150,7 @@ class TrainerService(PolicyOut):
         # (``validation_candidates``; not checkpointed: a restarted trainer validates the iterates it made since)
         self.iterates: list[tuple[int, dict[str, torch.Tensor]]] = []
         self.rejected_in_a_row = 0  # rounds push validation rejected since the last push (not checkpointed)
+        self.unconfirmed = {}  # pushed versions not answered yet (``PolicyOut._refused``; not checkpointed)
         self.done = False
         self._stop = threading.Event()
         self._sim_version = 0
@@ -232,13 +233,17 @@ class TrainerService(PolicyOut):
         """After a restart: the deployed policy's actor weights (what ``push_validation`` compares a new policy
         with) and, for an averaged final policy, the last pushed ones, read back from the ONNX files pushed."""
         lr = self.learner
-        on_disk = [int(f.stem[len("policy_v"):]) for f in (self.out / "policies").glob("policy_v*.onnx")]
+        on_disk, refused = ([int(f.stem[len("policy_v"):]) for f in d.glob("policy_v*.onnx")]
+                            for d in (self.out / "policies", self.out / "policies" / "refused"))
         if on_disk and max(on_disk) > max(self.pushed_version, lr.policy_version):
             # exported (and pushed, it follows at once) after the last checkpoint: a crash in between. It counts as
             # deployed, and no version number is used twice
             log.warning("policy_v%d.onnx is newer than the checkpoint (v%d): taken as the deployed policy",
                         max(on_disk), lr.policy_version)
             self.pushed_version = lr.policy_version = max(on_disk)
+        if self.pushed_version in refused:  # refused after the last checkpoint: the robot runs the one before
+            self.pushed_version = max((v for v in on_disk if v < self.pushed_version), default=-1)
+        lr.policy_version = max([lr.policy_version, *refused])  # a refused version's number is not used again
         version = self.pushed_version if self.pushed_version >= 0 else self._sim_version
         n = self.cfg.final_average_versions
         recent = range(max(self._sim_version + 1, self.pushed_version - n), self.pushed_version + 1) \

@@ -377,3 +377,70 @@ def test_with_defer_rejected_a_policy_change_refresh_waits_while_validation_reje
             p.zero_()
     assert svc._pre_validate(Decision(True, "policy_age", 3.0)) is None  # off: nothing deferred or validated yet
     assert len((out / "validation.csv").read_text().splitlines()) == rows + 1
+
+
+def test_a_pushed_policy_the_robot_refuses_is_not_taken_as_deployed_and_its_version_is_not_used_again(
+        tmp_path: Path) -> None:
+    """A real controller process refuses a pushed policy whose weights are non-finite (its test inference); the
+    trainer then holds the version before it as deployed (validation's reference, SAC's actor, the final policy's
+    versions), moves the refused files to ``policies/refused/`` and, restarted, neither deploys nor reuses it."""
+    import os
+    import signal
+
+    from robodyna.loop.final import actor_candidates
+    from robodyna.transport.keys import generate_keys
+    from tests.transport.conftest import until
+
+    generate_keys(tmp_path / "keys", "arm1")
+    out, svc = _validating_service(tmp_path, final_selection="window", final_average_versions=4)
+    lr, actor = svc.learner, svc.learner.agent.actor
+    lr.export(tmp_path / "start.onnx", version=lr.policy_version)
+    svc.server.start()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "robodyna.cli.main", "controller", "--robot", "reacher2",
+                             "--policy", str(tmp_path / "start.onnx"), "--record", str(tmp_path / "rec"),
+                             "--no-pace", "--episodes", "1", "--idle", "--trainer", svc.server.endpoint, "--keys",
+                             str(tmp_path / "keys"), "--robot-id", "arm1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def answers() -> list[dict[str, str]]:
+        svc._policy_results()
+        p = out / "policy_results.csv"
+        lines = p.read_text().splitlines() if p.exists() else []
+        return [dict(zip(lines[0].split(","), ln.split(","))) for ln in lines[1:]]
+
+    try:
+        assert until(lambda: int(svc.server.status()["robots"].get("arm1", {}).get("persisted_seq", 0)) >= 50, 60)
+        with torch.no_grad():
+            for prm in actor.parameters():
+                prm.add_(0.01 * torch.randn_like(prm))
+        good = svc.export_and_push("round")
+        good_actor = {k: v.clone() for k, v in actor.state_dict().items()}
+        assert until(lambda: len(answers()) == 1, 30) and answers()[0]["accepted"] == "1"
+        with torch.no_grad():  # a broken update: the controller's test inference is not finite
+            for prm in actor.parameters():
+                prm.fill_(float("nan"))
+        bad = svc.export_and_push("round")
+        svc._save()  # checkpointed with the refused version as the last push, before the answer comes
+        assert until(lambda: not svc.server.policy_results.empty(), 30)
+        rows = answers()
+        assert (rows[-1]["version"], rows[-1]["accepted"]) == (str(bad), "0") and "finite" in rows[-1]["reason"]
+        assert svc.pushed_version == good
+        for k, v in good_actor.items():
+            assert torch.equal(actor.state_dict()[k], v) and torch.equal(svc.deployed_actor[k], v), k
+        assert all(torch.isfinite(a[k]).all() for a in svc.recent_actors for k in a)  # the refused one left
+        assert (out / "policies" / "refused" / f"policy_v{bad}.onnx").is_file()
+        assert not (out / "policies" / f"policy_v{bad}.onnx").exists()
+        assert [n for n, _ in actor_candidates(out / "policies")][-1] == f"v{good}"
+        resumed = TrainerService("reacher2", out, "tcp://127.0.0.1:0", tmp_path / "keys", svc.cfg,
+                                 init_checkpoint=CKPT)
+        assert resumed.pushed_version == good and resumed.learner.policy_version == bad
+        assert resumed.deployed_actor is not None
+        assert all(torch.equal(resumed.deployed_actor[k], v) for k, v in good_actor.items())
+        nxt = svc.export_and_push("round")  # SAC went on from the deployed weights: the next push is accepted
+        assert nxt == bad + 1 and until(lambda: len(answers()) == 3, 30) and answers()[-1]["accepted"] == "1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        svc.server.stop()
+    assert proc.returncode == 0, err[-2000:]
