@@ -61,12 +61,15 @@ def events(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def injected_changes(run_dir: Path) -> list[dict[str, Any]]:
-    """The dynamics changes the loop injected (``events.jsonl``'s ``dynamics_change`` rows)."""
-    return [e for e in events(run_dir) if e.get("event") == "dynamics_change" and "real_steps" in e]
+def injected_changes(run_dir: Path, ev: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The dynamics changes the loop injected (``events.jsonl``'s ``dynamics_change`` rows; ``ev``: those rows
+    already read)."""
+    return [e for e in (events(run_dir) if ev is None else ev) if e.get("event") == "dynamics_change"
+            and "real_steps" in e]
 
 
-def _stored_rows(root: Path) -> int | None:
+def stored_rows(root: Path) -> int | None:
+    """The rows an episode store holds; None before it is created or when it cannot be read (logged)."""
     from robodyna.data.store import EpisodeStore
 
     if not (root / "meta.json").is_file():
@@ -78,18 +81,21 @@ def _stored_rows(root: Path) -> int | None:
         return None
 
 
-def incidents(run_dir: Path) -> list[str]:
+def incidents(run_dir: Path, ev: list[dict[str, Any]] | None = None,
+              metrics: list[dict[str, str]] | None = None) -> list[str]:
     """What went wrong during the loop, one sentence each: either side's process exiting early (``events.jsonl``;
     the loop restarted it), refresh requests re-sent because nobody answered them (``trainer/metrics.csv``
-    ``refresh/resent``), pushed policies the robot refused (``trainer/policy_results.csv``)."""
+    ``refresh/resent``), pushed policies the robot refused (``trainer/policy_results.csv``). ``ev``, ``metrics``:
+    those files' rows already read."""
     out = []
-    ev = events(run_dir)
+    ev = events(run_dir) if ev is None else ev
+    metrics = _rows(run_dir / "trainer" / "metrics.csv") if metrics is None else metrics
     for side in ("trainer", "controller"):
         codes = [e.get("code") for e in ev if e.get("event") == f"{side}_exited"]
         if codes:
             out.append(f"The {side} process exited early {len(codes)} time{'s' * (len(codes) > 1)} (exit codes "
                        f"{', '.join(map(str, codes))}; `events.jsonl`, `{side}/{side}.log`); the loop restarted it.")
-    resent = [r for r in _rows(run_dir / "trainer" / "metrics.csv") if r.get("key") == "refresh/resent"]
+    resent = [r for r in metrics if r.get("key") == "refresh/resent"]
     if resent:
         out.append(f"{len(resent)} refresh request{'s were' if len(resent) > 1 else ' was'} re-sent after "
                    "`trainer.refresh.request_timeout_s` without an answer (the robot was away or had restarted).")
@@ -104,8 +110,8 @@ def incidents(run_dir: Path) -> list[str]:
 
 def real_data_accounting(run_dir: Path, robot_id: str) -> str:
     """Whether every row the controller recorded is in the trainer's store ("" before the controller recorded)."""
-    recorded = _stored_rows(run_dir / "controller" / "record")
-    received = _stored_rows(run_dir / "trainer" / "store" / robot_id)
+    recorded = stored_rows(run_dir / "controller" / "record")
+    received = stored_rows(run_dir / "trainer" / "store" / robot_id)
     if recorded is None:
         return ""
     if received is not None and received >= recorded:
@@ -114,13 +120,14 @@ def real_data_accounting(run_dir: Path, robot_id: str) -> str:
             "`controller/record` (`robodyna loop --resume` sends them).")
 
 
-def detected_changes(run_dir: Path) -> list[tuple[float, int, bool]]:
+def detected_changes(run_dir: Path, metrics: list[dict[str, str]] | None = None) -> list[tuple[float, int, bool]]:
     """The dynamics changes the trainer detected (``refresh.forget_on_change_ratio``): (real steps, real rows it
     forgot, whether it restarted from the stage-1 agent and model), from the ``drift/forgotten_rows`` and
-    ``drift/restarted`` rows of ``trainer/metrics.csv`` (a half-written last row skipped)."""
+    ``drift/restarted`` rows of ``trainer/metrics.csv`` (a half-written last row skipped; ``metrics``: its rows
+    already read)."""
     forgot: dict[float, int] = {}
     restarted: set[float] = set()
-    for r in _rows(run_dir / "trainer" / "metrics.csv"):
+    for r in _rows(run_dir / "trainer" / "metrics.csv") if metrics is None else metrics:
         try:
             if r.get("key") == "drift/forgotten_rows":
                 forgot[float(r["step"])] = int(float(r["value"]))
@@ -143,8 +150,9 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     eps, refresh, sig = _rows(td / "real_episodes.csv"), _rows(td / "refresh.csv"), _rows(td / "signals.csv")
     ev = result["eval"]
     summary = result["summary"]
-    changes = injected_changes(run_dir)
-    detected = detected_changes(run_dir)
+    ev_rows, metric_rows = events(run_dir), _rows(td / "metrics.csv")  # each read once
+    changes = injected_changes(run_dir, ev_rows)
+    detected = detected_changes(run_dir, metric_rows)
 
     # 1. real return / final distance / success vs real steps (per round)
     fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -282,8 +290,9 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
         f"{len(cs.get('swaps', []))}, rejected policies {len(cs.get('rejections', []))}.", "",
         "![](plots/interventions.png)", "",
         "## Incidents", "",
-        " ".join([*(incidents(run_dir) or ["None: no process exited early, no refresh request was re-sent, the "
-                                           "robot took every pushed policy."]),
+        " ".join([*(incidents(run_dir, ev_rows, metric_rows)
+                    or ["None: no process exited early, no refresh request was re-sent, the robot took every pushed "
+                        "policy."]),
                   real_data_accounting(run_dir, cfg.controller.robot_id)]).strip(),
         "",
         "## Files", "",

@@ -181,12 +181,10 @@ class LoopRun:
         log.info("loop: %s %s", kind, kw)
 
     def _recorded(self) -> int:
-        from robodyna.data.store import EpisodeStore
+        """The rows the controller's record store holds (0 before it is created)."""
+        from robodyna.loop.report import stored_rows
 
-        try:
-            return EpisodeStore(self.cdir / "record").num_transitions
-        except Exception:  # noqa: BLE001 - not created yet
-            return 0
+        return stored_rows(self.cdir / "record") or 0
 
     def stage2(self, ckpt: Path) -> dict[str, Any]:
         cfg = self.cfg
