@@ -16,7 +16,7 @@ from robodyna.data.batch import Batch
 from robodyna.learn.learner import Learner
 from robodyna.learn.rollouts import branched_rollout
 from robodyna.loop.final import actor_restored
-from robodyna.loop.refresh import return_gap, state_novelty
+from robodyna.loop.refresh import policy_shift, return_gap, state_novelty
 
 
 def policy_rollouts(
@@ -44,6 +44,25 @@ def real_states(learner: Learner, max_rows: int, seed: int) -> np.ndarray:
     if len(obs) > max_rows:
         obs = obs[np.sort(np.random.default_rng(seed).choice(len(obs), max_rows, replace=False))]
     return np.asarray(obs)
+
+
+def normalised_actions(learner: Learner, actor: dict[str, torch.Tensor] | None, obs: np.ndarray) -> np.ndarray:
+    """The deterministic actions of an actor state (None: the learner's current actor) for raw observations
+    ``[N, O]``, before scaling to the robot's limits and before any action filter (each dimension in [-1, 1])."""
+    with actor_restored(learner), torch.no_grad():
+        if actor is not None:
+            learner.agent.actor.load_state_dict(actor)
+        mean, _ = learner.agent.actor(torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32))
+        return torch.tanh(mean).numpy()
+
+
+def actor_shift(learner: Learner, deployed: dict[str, torch.Tensor] | None, max_rows: int = 1024) -> float:
+    """:func:`~robodyna.loop.refresh.policy_shift` of the current actor against ``deployed`` on up to
+    ``max_rows`` real states (NaN: no deployed actor or no real row)."""
+    if deployed is None or len(learner.real) == 0:
+        return float("nan")
+    obs = real_states(learner, max_rows, learner.n_real)
+    return policy_shift(normalised_actions(learner, None, obs), normalised_actions(learner, deployed, obs))
 
 
 @dataclass

@@ -11,7 +11,11 @@ signals measure that (pure functions below), a :class:`RefreshScheduler` turns t
   relative to the real return's scale;
 - ``state_novelty``: how far from every real state the model takes the current policy, relative to how far it
   takes the deployed one (same starts, same model, same random numbers). Unlike the policy age, a refresh resets
-  it: after a push the two policies are the same (1.0), and the refresh's data covers where the new one goes.
+  it: after a push the two policies are the same (1.0), and the refresh's data covers where the new one goes;
+- ``policy_shift``: how far SAC's actor has moved from the deployed one, as the RMS difference of their normalised
+  actions on real states (MBPO §4's policy shift between the data-collecting and the current policy, which the
+  real data stops describing as it grows). 0 right after a push; unlike the age it grows with the updates within a
+  round, fast while SAC moves and slowly once it settles.
 
 A refresh (N steps or episodes under the current policy) is requested when a signal crosses its threshold, or
 after ``max_updates_without_data`` SAC updates without fresh data, or when the update-to-data cap leaves no
@@ -47,8 +51,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SIGNALS = ("model_error_ratio", "state_novelty", "policy_age", "return_gap")
-DEFERRABLE = ("state_novelty", "policy_age", "return_gap")  # signals of a policy change (``defer_rejected``)
+SIGNALS = ("model_error_ratio", "state_novelty", "policy_shift", "policy_age", "return_gap")
+# signals of a policy change (``defer_rejected``)
+DEFERRABLE = ("state_novelty", "policy_shift", "policy_age", "return_gap")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class RefreshConfig:
     policy_age: float = 3.0  # mean policy-version age of the real rows (versions)
     return_gap: float = 0.5  # |predicted - real| / max(1, |real|)
     state_novelty: float = 1e6  # current / deployed policy's distance from the real states (default: logged only)
+    policy_shift: float = 1e6  # RMS normalised-action difference, current vs deployed actor (default: logged only)
     max_updates_without_data: int = 2000  # a refresh after this many SAC updates without fresh data
     fixed_every_updates: int = 1000  # mode fixed: a refresh every N updates
     min_updates_between: int = 100  # no drift-triggered refresh sooner than this after fresh data
@@ -98,7 +104,7 @@ class RefreshConfig:
         for k in ("refresh_episodes", "max_updates_without_data", "fixed_every_updates"):
             if getattr(self, k) < 1:
                 raise ValueError(f"refresh.{k} must be >= 1")
-        thresholds = (self.model_error_ratio, self.policy_age, self.return_gap, self.state_novelty)
+        thresholds = (self.model_error_ratio, self.policy_age, self.return_gap, self.state_novelty, self.policy_shift)
         if min(thresholds) <= 0 or self.request_timeout_s <= 0:
             raise ValueError("refresh thresholds and request_timeout_s must be > 0")
         if self.change_baseline_window < 0:
@@ -129,6 +135,17 @@ def return_gap(predicted: float, real: float) -> float:
     if not np.isfinite(predicted) or not np.isfinite(real):
         return float("nan")
     return float(abs(predicted - real) / max(1.0, abs(real)))
+
+
+def policy_shift(current: np.ndarray, deployed: np.ndarray) -> float:
+    """RMS difference of two policies' normalised actions (each dimension in [-1, 1]) on the same real states
+    (``[N, act_dim]`` each): how far the current actor has moved from the one that collected the data (MBPO §4's
+    policy shift). 0: the same policy; NaN: no row finite in both."""
+    d = np.asarray(current, np.float64) - np.asarray(deployed, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"policy_shift: actions must be [N, act_dim], got shape {d.shape}")
+    d = d[np.isfinite(d).all(1)]
+    return float(np.sqrt(np.mean(d * d))) if d.size else float("nan")
 
 
 def change_baseline(fitted_error: float, recent_new_errors: Sequence[float], window: int) -> float:

@@ -206,8 +206,8 @@ def write_report(run_dir: Path, cfg: Any, result: dict[str, Any]) -> Path:
     fig.savefig(plots / "model_error.png", dpi=90)
     plt.close(fig)
 
-    fig, ax = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
     thr = {k: float(getattr(cfg.trainer.refresh, k)) for k in SIGNALS}
+    fig, ax = plt.subplots(len(thr), 1, figsize=(8, 2.2 * len(thr)), sharex=True)
     for i, k in enumerate(thr):
         if sig:
             ax[i].plot(_col(sig, "updates"), _col(sig, k), ".-")

@@ -43,7 +43,7 @@ from robodyna.learn.envs import episode_steps_for_env, make_env, obs_names_for_e
 from robodyna.learn.learner import Learner
 from robodyna.learn.logger import RunLogger
 from robodyna.learn.select import task_scores
-from robodyna.loop.drift import RealEpisode, rollout_signals
+from robodyna.loop.drift import RealEpisode, actor_shift, rollout_signals
 from robodyna.loop.final import (
     finite_starts,
     onnx_actor_state,
@@ -408,11 +408,12 @@ class TrainerService(PolicyOut):
         key = (lr.n_updates, lr.n_real, lr.n_fits, lr.policy_version, self.pushed_version, len(self.episodes))
         h = self.cfg.return_horizon or self.episode_steps
         if self._sig_cache is None or self._sig_cache[0] != key:  # model rollouts: once per state of learning
-            self._sig_cache = (key, rollout_signals(lr, self.task_fns, self.episodes, h, self.deployed_actor))
+            self._sig_cache = (key, {**rollout_signals(lr, self.task_fns, self.episodes, h, self.deployed_actor),
+                                     "policy_shift": actor_shift(lr, self.deployed_actor)})
         rolled = self._sig_cache[1]
         return {"model_error_ratio": model_error_ratio(self.last_new_error, self.fitted_error),
-                "state_novelty": rolled["state_novelty"], "policy_age": policy_age(vs, cs, lr.policy_version),
-                "return_gap": rolled["return_gap"]}
+                "state_novelty": rolled["state_novelty"], "policy_shift": rolled["policy_shift"],
+                "policy_age": policy_age(vs, cs, lr.policy_version), "return_gap": rolled["return_gap"]}
 
     def _log_signals(self) -> None:
         lr = self.learner

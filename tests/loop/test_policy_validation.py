@@ -444,3 +444,22 @@ def test_a_pushed_policy_the_robot_refuses_is_not_taken_as_deployed_and_its_vers
         _, err = proc.communicate(timeout=60)
         svc.server.stop()
     assert proc.returncode == 0, err[-2000:]
+
+
+def test_the_policy_shift_signal_is_zero_at_a_push_and_grows_as_sacs_actor_leaves_the_deployed_one(
+        tmp_path: Path) -> None:
+    out, svc = _validating_service(tmp_path)
+    actor = svc.learner.agent.actor
+    assert svc.signals()["policy_shift"] == 0.0  # the deployed (simulation) actor itself
+    shifts = []
+    for scale in (0.01, 0.03):  # a growing step away from the deployed weights, on the 150 real states
+        with torch.no_grad():
+            for prm in actor.parameters():
+                prm.add_(scale * torch.randn_like(prm))
+        svc.learner.n_updates += 1  # a new state of learning (the signals are cached per state)
+        shifts.append(svc.signals()["policy_shift"])
+    assert 0.0 < shifts[0] < shifts[1] <= 2.0
+    svc.export_and_push("round")  # pushed: the deployed policy is the current actor again
+    assert svc.signals()["policy_shift"] == 0.0
+    svc._log_signals()  # logged with the others
+    assert float(_last_row(out / "signals.csv")["policy_shift"]) == 0.0

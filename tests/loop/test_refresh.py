@@ -15,6 +15,7 @@ from robodyna.loop.refresh import (
     model_error_ratio,
     nearest_distances,
     policy_age,
+    policy_shift,
     return_gap,
     state_novelty,
 )
@@ -55,21 +56,37 @@ def test_state_novelty_grows_as_the_policy_leaves_the_real_states_and_resets_whe
 
 
 def sig(**kw: float) -> dict[str, float]:
-    return {"model_error_ratio": NAN, "state_novelty": NAN, "policy_age": NAN, "return_gap": NAN, **kw}
+    return {"model_error_ratio": NAN, "state_novelty": NAN, "policy_shift": NAN, "policy_age": NAN, "return_gap": NAN,
+            **kw}
 
 
 def test_each_signal_triggers_above_its_threshold_only(tmp_path: Path) -> None:
-    cfg = RefreshConfig(model_error_ratio=2.0, policy_age=3.0, return_gap=0.5, state_novelty=1.5,
+    cfg = RefreshConfig(model_error_ratio=2.0, policy_age=3.0, return_gap=0.5, state_novelty=1.5, policy_shift=0.1,
                         min_updates_between=10, max_updates_without_data=10_000)
     s = RefreshScheduler(cfg, tmp_path / "refresh.csv")
-    assert not s.decide(100, sig(model_error_ratio=1.9, policy_age=2.0, return_gap=0.4, state_novelty=1.4),
-                        False).refresh
-    for name, v in (("model_error_ratio", 2.5), ("policy_age", 3.5), ("return_gap", 0.6), ("state_novelty", 2.0)):
+    assert not s.decide(100, sig(model_error_ratio=1.9, policy_age=2.0, return_gap=0.4, state_novelty=1.4,
+                                 policy_shift=0.09), False).refresh
+    for name, v in (("model_error_ratio", 2.5), ("policy_age", 3.5), ("return_gap", 0.6), ("state_novelty", 2.0),
+                    ("policy_shift", 0.2)):
         d = s.decide(100, sig(**{name: v}), False)
         assert (d.refresh, d.reason, d.value) == (True, name, v)
     assert not s.decide(5, sig(model_error_ratio=9.0), False).refresh  # too soon after fresh data
     s.fresh_data(100)
     assert not s.decide(105, sig(model_error_ratio=9.0), False).refresh
+
+
+def test_policy_shift_is_the_rms_normalised_action_difference_and_ignores_non_finite_rows() -> None:
+    a = np.zeros((4, 2))
+    b = np.array([[0.2, 0.0], [0.0, 0.2], [-0.2, 0.0], [0.0, -0.2]])
+    assert policy_shift(a, a) == 0.0
+    assert policy_shift(b, a) == pytest.approx(0.2 / np.sqrt(2))  # each row one dimension 0.2 off: RMS over both
+    assert policy_shift(2 * b, a) == pytest.approx(2 * policy_shift(b, a))
+    c = b.copy()
+    c[0, 0] = NAN
+    assert policy_shift(c, a) == pytest.approx(0.2 / np.sqrt(2))  # the NaN row left out, not the result
+    assert math.isnan(policy_shift(np.full((2, 2), NAN), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="act_dim"):
+        policy_shift(np.zeros(3), np.zeros(3))
 
 
 def test_max_updates_and_cap_and_fixed_schedule(tmp_path: Path) -> None:
