@@ -542,13 +542,13 @@ class TrainerService(PolicyOut):
         cfg, lr = self.cfg, self.learner
         if not again:
             self.round += 1
+            sig = self.signals()  # as the decision saw them (a push resets the policy shift and ages the data)
             if self._new_policy() and (validated or self._passes_validation()):
                 self.export_and_push(f"round {self.round}")
             left = cfg.real_step_budget - self.real_steps
             eps = max(1, min(cfg.refresh.refresh_episodes, math.ceil(left / self.episode_steps)))
             self.outstanding = {"t": time.monotonic(), "reason": reason, "value": value, "episodes": eps,
                                 "until": self.real_steps + eps * self.episode_steps}
-            sig = self.signals()
             row = {"round": self.round, "real_steps": self.real_steps, "updates": lr.n_updates,
                    "policy_version": lr.policy_version, "reason": reason, "value": value, "episodes": eps,
                    **sig, "fitted_error": self.fitted_error, "new_error": self.last_new_error,
