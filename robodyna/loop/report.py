@@ -103,8 +103,8 @@ def incidents(run_dir: Path, ev: list[dict[str, Any]] | None = None,
     if refused:
         out.append(f"The robot refused {len(refused)} pushed polic{'ies' if len(refused) > 1 else 'y'} and kept the "
                    f"one it ran (first: v{refused[0].get('version')}, {refused[0].get('reason')}; "
-                   "`trainer/policy_results.csv`; the trainer took the version before it as deployed again and moved "
-                   "the refused files to `trainer/policies/refused/`).")
+                   "`trainer/policy_results.csv`; the trainer did not count it as deployed and moved its files to "
+                   "`trainer/policies/refused/`).")
     return out
 
 
