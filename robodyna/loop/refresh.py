@@ -36,6 +36,9 @@ reacher2; a fixed schedule at the same spacing ends level with drift, and so doe
 1000 updates) over twenty-four seeds at defaults.
 ``state_novelty`` in place of the age (threshold 1.1) ended below drift and did not predict the model's error on the
 rows a refresh brought (docs/loop_results.md, "A signal a refresh resets"): its default threshold (1e6) only logs it.
+``policy_shift`` in place of the age and the return gap (threshold 0.25, ``min_updates_between`` 100) spaced the
+rounds 200-1500 updates apart and ended level with the fixed schedule (docs/loop_results.md "Measured since (stop
+61)"): its default threshold (1e6) only logs it too.
 """
 
 from __future__ import annotations
