@@ -6,6 +6,7 @@ out with the same random numbers (seeded by the caller), so two policies differ 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,8 @@ def real_states(learner: Learner, max_rows: int, seed: int) -> np.ndarray:
 def normalised_actions(learner: Learner, actor: dict[str, torch.Tensor] | None, obs: np.ndarray) -> np.ndarray:
     """The deterministic actions of an actor state (None: the learner's current actor) for raw observations
     ``[N, O]``, before scaling to the robot's limits and before any action filter (each dimension in [-1, 1])."""
-    with actor_restored(learner), torch.no_grad():
-        if actor is not None:
+    with actor_restored(learner) if actor is not None else nullcontext(), torch.no_grad():
+        if actor is not None:  # the current actor needs no copy put back
             learner.agent.actor.load_state_dict(actor)
         mean, _ = learner.agent.actor(torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32))
         return torch.tanh(mean).numpy()
